@@ -1,0 +1,47 @@
+// Queue names, options and job payloads shared by the API (producer) and the
+// workers (consumers). The `{vgen}` prefix is a Redis Cluster hash tag: all of
+// a queue's keys land in one slot, which BullMQ's Lua scripts require.
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import type { RenderSpec } from './spec.js';
+
+export const QUEUE_PREFIX = '{vgen}';
+
+export interface RenderJobData {
+  videoId: string;
+  spec: RenderSpec;
+}
+
+/** What a worker returns; the API turns keys into URLs when it answers. */
+export interface RenderResult {
+  videoKey: string;
+  posterKey: string;
+  durationMs: number;
+  width: number;
+  height: number;
+  bytes: number;
+}
+
+export function renderJobOptions(attempts: number): JobsOptions {
+  return {
+    attempts,
+    backoff: { type: 'exponential', delay: 5_000 },
+    // Finished jobs are kept a day (the API reads results and failure reasons
+    // from them) and then dropped, so Redis memory stays flat.
+    removeOnComplete: { age: 24 * 3600, count: 50_000 },
+    removeOnFail: { age: 7 * 24 * 3600, count: 50_000 },
+  };
+}
+
+export function renderQueue(name: string, connection: ConnectionOptions, attempts: number): Queue<RenderJobData, RenderResult> {
+  return new Queue<RenderJobData, RenderResult>(name, {
+    connection,
+    prefix: QUEUE_PREFIX,
+    defaultJobOptions: renderJobOptions(attempts),
+  });
+}
+
+/** Jobs waiting for a worker: `LLEN wait` alone would miss prioritized ones. */
+export async function queueDepth(queue: Queue): Promise<number> {
+  const c = await queue.getJobCounts('wait', 'prioritized', 'delayed');
+  return (c.wait ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0);
+}
