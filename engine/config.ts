@@ -97,6 +97,7 @@ export function loadConfig(env: Env = process.env) {
       x264Preset: oneOf(env, 'X264_PRESET', ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'] as const, 'veryfast'),
       assetsDir: resolve(read(env, 'ASSETS_DIR') ?? resolve(import.meta.dirname, '..', 'assets')),
       tmpDir: read(env, 'WORK_DIR'),
+      metricsPort: int(env, 'WORKER_METRICS_PORT', 0, 0, 65535),
     },
     logLevel,
   };

@@ -56,8 +56,9 @@ export class RenderError extends Error {
     message: string = RENDER_ERRORS[code],
     /** false when retrying cannot help (a forbidden or broken asset). */
     readonly retryable = true,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
     this.name = 'RenderError';
   }
 }

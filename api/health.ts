@@ -1,0 +1,30 @@
+// Liveness, readiness and metrics: what load balancers and Prometheus call.
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { Db } from '../engine/db.js';
+import type { Metrics } from '../engine/metrics.js';
+
+export async function healthRoutes(app: FastifyInstance, deps: { db: Db; redis: Redis; metrics: Metrics }) {
+  const hide = { hide: true };
+
+  // Request durations by route template (never the raw URL: ids would explode cardinality).
+  app.addHook('onResponse', async (req, reply) => {
+    deps.metrics.httpDuration.observe(
+      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  app.get('/healthz', { schema: { ...hide } }, async () => ({ status: 'ok' }));
+
+  app.get('/readyz', { schema: { ...hide } }, async (_req, reply) => {
+    const check = async (p: Promise<unknown>) => p.then(() => 'ok' as const, () => 'down' as const);
+    const [redis, db] = await Promise.all([check(deps.redis.ping()), check(deps.db.ping())]);
+    const ready = redis === 'ok' && db === 'ok';
+    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ok' : 'unavailable', redis, db });
+  });
+
+  app.get('/metrics', { schema: { ...hide } }, async (_req, reply) =>
+    reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
+  );
+}

@@ -1,0 +1,54 @@
+// The API role: open every dependency, build the app, start the settler, listen.
+import type { FastifyInstance } from 'fastify';
+import { ConfigError, type Config } from '../engine/config.js';
+import { openDb, type Db } from '../engine/db.js';
+import { createLogger, type Logger } from '../engine/log.js';
+import { createMetrics } from '../engine/metrics.js';
+import { renderQueue } from '../engine/queue.js';
+import { checkEvictionPolicy, connectRedis } from '../engine/redis.js';
+import { createStorage } from '../engine/storage.js';
+import { buildApp } from './app.js';
+import { startSettler } from './settler.js';
+
+export interface RunningApi {
+  app: FastifyInstance;
+  db: Db;
+  url: string;
+  log: Logger;
+  settler: ReturnType<typeof startSettler>;
+  close(): Promise<void>;
+}
+
+export async function startApi(config: Config, opts: { log?: Logger; settleIntervalMs?: number } = {}): Promise<RunningApi> {
+  if (!config.jwtSecret) throw new ConfigError('JWT_SECRET', 'is required for the API (at least 32 random characters)');
+  const log = opts.log ?? createLogger(config.logLevel, { role: 'api' });
+  const db = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const redis = connectRedis(config.redisUrl, 'producer');
+  const queue = renderQueue(config.queueName, redis, config.worker.attempts);
+  queue.on('error', (err) => log.warn({ err }, 'render queue connection error'));
+  void checkEvictionPolicy(redis, log);
+  const metrics = createMetrics('api');
+  const storage = createStorage(config);
+  const app = await buildApp({ config, db, redis, queue, storage, metrics, log });
+  const settler = startSettler({
+    db, queue, log, metrics,
+    // QueueEvents blocks on XREAD, so it needs its own connection that may wait.
+    connection: { url: config.redisUrl, maxRetriesPerRequest: null },
+    intervalMs: opts.settleIntervalMs,
+  });
+  await app.listen({ host: config.host, port: config.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  log.info({ port, db: db.kind, storage: storage.driver, queue: config.queueName }, 'api listening');
+  return {
+    app, db, log, settler,
+    url: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`,
+    async close() {
+      await app.close();
+      await settler.close();
+      await queue.close();
+      redis.disconnect();
+      await db.close();
+    },
+  };
+}

@@ -1,0 +1,108 @@
+// Moves video rows as render jobs move. Two paths reach the same idempotent
+// transitions (video-store.ts):
+//  - the fast path listens to the queue's event stream (active, completed,
+//    failed — BullMQ emits `failed` only once no retry is left);
+//  - the reconciler asks Redis about rows left unsettled for a while, which
+//    covers events missed while no API process was listening.
+// Every API replica runs both; duplicates match no row and change nothing.
+import { QueueEvents, type ConnectionOptions, type Queue } from 'bullmq';
+import type { Db } from '../engine/db.js';
+import { RENDER_ERRORS } from '../engine/errors.js';
+import type { Logger } from '../engine/log.js';
+import type { Metrics } from '../engine/metrics.js';
+import { QUEUE_PREFIX, type RenderJobData, type RenderResult } from '../engine/queue.js';
+import { markFailed, markRendering, markSucceeded, staleUnsettled, touch } from './video-store.js';
+
+/** Worker failure reasons are `code: message`; anything else is shown generically. */
+export function userError(failedReason: string | undefined): { code: string; message: string } {
+  const m = /^([a-z_]+): (.+)$/s.exec(failedReason ?? '');
+  if (m && m[1]! in RENDER_ERRORS) return { code: m[1]!, message: m[2]! };
+  if (failedReason?.includes('stalled')) return { code: 'render_failed', message: 'The render worker stopped while rendering, too many times.' };
+  return { code: 'render_failed', message: RENDER_ERRORS.render_failed };
+}
+
+export interface SettlerOptions {
+  db: Db;
+  queue: Queue<RenderJobData, RenderResult>;
+  connection: ConnectionOptions;
+  log: Logger;
+  metrics?: Metrics;
+  /** How long a row may sit unsettled before the reconciler asks Redis about it. */
+  staleSeconds?: number;
+  intervalMs?: number;
+}
+
+export function startSettler(opts: SettlerOptions) {
+  const { db, queue, log } = opts;
+  const staleSeconds = opts.staleSeconds ?? 30;
+
+  const succeeded = async (id: string, result: RenderResult) => {
+    if (await markSucceeded(db, id, result)) opts.metrics?.videosSettled.inc({ outcome: 'succeeded' });
+  };
+  const failed = async (id: string, reason: string | undefined) => {
+    const { code, message } = userError(reason);
+    if (await markFailed(db, id, code, message)) opts.metrics?.videosSettled.inc({ outcome: 'failed' });
+  };
+  const guard = (what: string, id: string, p: Promise<unknown>) =>
+    p.catch((err) => log.error({ err, videoId: id }, `settler: ${what} failed; the reconciler will retry`));
+
+  const events = new QueueEvents(queue.name, { connection: opts.connection, prefix: QUEUE_PREFIX });
+  events.on('error', (err) => log.warn({ err }, 'settler: queue events connection error'));
+  events.on('active', ({ jobId }) => void guard('markRendering', jobId, markRendering(db, jobId)));
+  events.on('completed', ({ jobId, returnvalue }) => {
+    const result = (typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue) as RenderResult;
+    void guard('markSucceeded', jobId, succeeded(jobId, result));
+  });
+  events.on('failed', ({ jobId, failedReason }) => void guard('markFailed', jobId, failed(jobId, failedReason)));
+
+  /** One pass over stale rows; returns how many it settled or moved. */
+  async function reconcile(): Promise<number> {
+    const rows = await staleUnsettled(db, staleSeconds, 500);
+    let moved = 0;
+    const checked: string[] = [];
+    for (const row of rows) {
+      const state = await queue.getJobState(row.id);
+      if (state === 'completed') {
+        const job = await queue.getJob(row.id);
+        if (job?.returnvalue) moved += Number(await markSucceeded(db, row.id, job.returnvalue));
+      } else if (state === 'failed') {
+        const job = await queue.getJob(row.id);
+        const { code, message } = userError(job?.failedReason);
+        moved += Number(await markFailed(db, row.id, code, message));
+      } else if (state === 'active' && row.status === 'queued') {
+        moved += Number(await markRendering(db, row.id));
+      } else if (state === 'unknown' && Date.now() - row.created_at.getTime() > 120_000) {
+        // The job is gone (never enqueued, or removed): nothing will ever settle it.
+        moved += Number(await markFailed(db, row.id, 'lost', RENDER_ERRORS.lost));
+      } else {
+        checked.push(row.id);
+      }
+    }
+    await touch(db, checked);
+    return moved;
+  }
+
+  let running = false;
+  const timer = setInterval(async () => {
+    if (running) return;
+    running = true;
+    try {
+      await reconcile();
+    } catch (err) {
+      log.warn({ err }, 'settler: reconcile pass failed');
+    } finally {
+      running = false;
+    }
+  }, opts.intervalMs ?? 15_000);
+  timer.unref();
+
+  return {
+    events,
+    reconcile,
+    async close() {
+      clearInterval(timer);
+      await events.close();
+    },
+  };
+}
+

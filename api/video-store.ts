@@ -1,0 +1,96 @@
+// The video state machine: queued → rendering → succeeded | failed | canceled.
+// Each transition is one conditional UPDATE, so a repeated or late result
+// (a retried job, a replayed event, the reconciler racing the event stream)
+// matches no row and changes nothing.
+import type { Queryable } from '../engine/db.js';
+import type { RenderResult } from '../engine/queue.js';
+import type { RenderSpec } from '../engine/spec.js';
+
+export type VideoStatus = 'queued' | 'rendering' | 'succeeded' | 'failed' | 'canceled';
+export type Visibility = 'public' | 'private';
+
+export interface VideoRow {
+  id: string;
+  user_id: string;
+  status: VideoStatus;
+  visibility: Visibility;
+  spec: RenderSpec;
+  progress: number;
+  video_key: string | null;
+  poster_key: string | null;
+  duration_ms: number | null;
+  width: number | null;
+  height: number | null;
+  error_code: string | null;
+  error_message: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const UNSETTLED = `status IN ('queued', 'rendering')`;
+
+export async function insertVideo(q: Queryable, v: { id: string; userId: string; spec: RenderSpec; visibility: Visibility }): Promise<VideoRow> {
+  const rows = await q.query<VideoRow>(
+    'INSERT INTO videos (id, user_id, spec, visibility) VALUES ($1, $2, $3, $4) RETURNING *',
+    [v.id, v.userId, JSON.stringify(v.spec), v.visibility],
+  );
+  return rows[0]!;
+}
+
+/** Undo an insert whose job could not be enqueued, so no row waits for a job that does not exist. */
+export async function deleteQueuedVideo(q: Queryable, id: string): Promise<void> {
+  await q.query(`DELETE FROM videos WHERE id = $1 AND status = 'queued'`, [id]);
+}
+
+export async function getVideo(q: Queryable, id: string): Promise<VideoRow | null> {
+  return (await q.query<VideoRow>('SELECT * FROM videos WHERE id = $1', [id]))[0] ?? null;
+}
+
+/** A user's videos, newest first; `before` is the last id of the previous page. */
+export async function listVideos(q: Queryable, userId: string, limit: number, before?: string): Promise<VideoRow[]> {
+  return before
+    ? q.query<VideoRow>('SELECT * FROM videos WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3', [userId, before, limit])
+    : q.query<VideoRow>('SELECT * FROM videos WHERE user_id = $1 ORDER BY id DESC LIMIT $2', [userId, limit]);
+}
+
+export async function markRendering(q: Queryable, id: string): Promise<boolean> {
+  const rows = await q.query(
+    `UPDATE videos SET status = 'rendering', updated_at = now() WHERE id = $1 AND status = 'queued' RETURNING id`,
+    [id],
+  );
+  return rows.length === 1;
+}
+
+export async function markSucceeded(q: Queryable, id: string, r: RenderResult): Promise<boolean> {
+  const rows = await q.query(
+    `UPDATE videos SET status = 'succeeded', progress = 1, video_key = $2, poster_key = $3, duration_ms = $4,
+       width = $5, height = $6, updated_at = now(), finished_at = now()
+     WHERE id = $1 AND ${UNSETTLED} RETURNING id`,
+    [id, r.videoKey, r.posterKey, Math.round(r.durationMs), r.width, r.height],
+  );
+  return rows.length === 1;
+}
+
+export async function markFailed(q: Queryable, id: string, code: string, message: string): Promise<boolean> {
+  const rows = await q.query(
+    `UPDATE videos SET status = 'failed', error_code = $2, error_message = $3, updated_at = now(), finished_at = now()
+     WHERE id = $1 AND ${UNSETTLED} RETURNING id`,
+    [id, code, message],
+  );
+  return rows.length === 1;
+}
+
+/** Unsettled videos not touched for a while: the reconciler's work list. */
+export async function staleUnsettled(q: Queryable, olderThanSeconds: number, limit: number): Promise<Pick<VideoRow, 'id' | 'status' | 'created_at'>[]> {
+  return q.query(
+    `SELECT id, status, created_at FROM videos
+     WHERE ${UNSETTLED} AND updated_at < now() - make_interval(secs => $1)
+     ORDER BY updated_at LIMIT $2`,
+    [olderThanSeconds, limit],
+  );
+}
+
+/** Push a row to the back of the reconciler's list after it was checked. */
+export async function touch(q: Queryable, ids: string[]): Promise<void> {
+  if (ids.length) await q.query(`UPDATE videos SET updated_at = now() WHERE id = ANY($1) AND ${UNSETTLED}`, [ids]);
+}
