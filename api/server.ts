@@ -1,11 +1,12 @@
 // The API role: open every dependency, build the app, start the settler, listen.
+import { mkdirSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { ConfigError, type Config } from '../engine/config.js';
 import { openDb, type Db } from '../engine/db.js';
 import { createLogger, type Logger } from '../engine/log.js';
 import { createMetrics } from '../engine/metrics.js';
 import { renderQueue } from '../engine/queue.js';
-import { checkEvictionPolicy, connectRedis } from '../engine/redis.js';
+import { checkEvictionPolicy, connectRedis, whenReady } from '../engine/redis.js';
 import { createStorage } from '../engine/storage.js';
 import { buildApp } from './app.js';
 import { startSettler } from './settler.js';
@@ -26,9 +27,10 @@ export async function startApi(config: Config, opts: { log?: Logger; settleInter
   const redis = connectRedis(config.redisUrl, 'producer');
   const queue = renderQueue(config.queueName, redis, config.worker.attempts);
   queue.on('error', (err) => log.warn({ err }, 'render queue connection error'));
-  void checkEvictionPolicy(redis, log);
+  void whenReady(redis).then(() => checkEvictionPolicy(redis, log), () => log.warn('Redis is not reachable yet; submits answer 503 until it is'));
   const metrics = createMetrics('api');
   const storage = createStorage(config);
+  if (storage.driver === 'fs') mkdirSync(config.storage.mediaDir, { recursive: true });
   const app = await buildApp({ config, db, redis, queue, storage, metrics, log });
   const settler = startSettler({
     db, queue, log, metrics,
