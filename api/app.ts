@@ -15,7 +15,7 @@ import type { RenderJobData, RenderResult } from '../engine/queue.js';
 import type { Storage } from '../engine/storage.js';
 import { authPlugin } from './auth.js';
 import { registerErrorHandling } from './errors.js';
-import { healthRoutes } from './health.js';
+import { healthRoutes, observeRequests } from './health.js';
 import { validatorCompiler } from './validation.js';
 import { videoRoutes } from './videos.js';
 
@@ -41,6 +41,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   registerErrorHandling(app);
+  observeRequests(app, deps.metrics);
 
   await app.register(fastifySwagger, {
     openapi: {

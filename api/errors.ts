@@ -27,7 +27,8 @@ function toVgenError(err: FastifyError): VgenError {
 export function registerErrorHandling(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const e = toVgenError(err);
-    if (e.statusCode >= 500) req.log.error({ err }, 'request failed');
+    if (e.code === 'internal') req.log.error({ err }, 'request failed');
+    else if (e.statusCode >= 500) req.log.warn({ code: e.code, url: req.url }, e.message);
     return reply.status(e.statusCode).send({ error: e.toJSON() });
   });
   app.setNotFoundHandler((req, reply) =>

@@ -4,16 +4,18 @@ import type { Redis } from 'ioredis';
 import type { Db } from '../engine/db.js';
 import type { Metrics } from '../engine/metrics.js';
 
-export async function healthRoutes(app: FastifyInstance, deps: { db: Db; redis: Redis; metrics: Metrics }) {
-  const hide = { hide: true };
-
-  // Request durations by route template (never the raw URL: ids would explode cardinality).
+/** Request durations by route template (never the raw URL: ids would explode cardinality). */
+export function observeRequests(app: FastifyInstance, metrics: Metrics) {
   app.addHook('onResponse', async (req, reply) => {
-    deps.metrics.httpDuration.observe(
+    metrics.httpDuration.observe(
       { method: req.method, route: req.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
   });
+}
+
+export async function healthRoutes(app: FastifyInstance, deps: { db: Db; redis: Redis; metrics: Metrics }) {
+  const hide = { hide: true };
 
   app.get('/healthz', { schema: { ...hide } }, async () => ({ status: 'ok' }));
 

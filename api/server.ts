@@ -1,5 +1,6 @@
 // The API role: open every dependency, build the app, start the settler, listen.
 import { mkdirSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { ConfigError, type Config } from '../engine/config.js';
 import { openDb, type Db } from '../engine/db.js';
@@ -26,14 +27,14 @@ export async function startApi(config: Config, opts: { log?: Logger; settleInter
   const db = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const redis = connectRedis(config.redisUrl, 'producer');
   const queue = renderQueue(config.queueName, redis, config.worker.attempts);
-  queue.on('error', (err) => log.warn({ err }, 'render queue connection error'));
+  queue.on('error', (err) => log.debug({ err: err.message }, 'render queue connection error'));
   void whenReady(redis).then(() => checkEvictionPolicy(redis, log), () => log.warn('Redis is not reachable yet; submits answer 503 until it is'));
   const metrics = createMetrics('api');
   const storage = createStorage(config);
   if (storage.driver === 'fs') mkdirSync(config.storage.mediaDir, { recursive: true });
   const app = await buildApp({ config, db, redis, queue, storage, metrics, log });
   const settler = startSettler({
-    db, queue, log, metrics,
+    db, queue, log, metrics, producer: redis,
     // QueueEvents blocks on XREAD, so it needs its own connection that may wait.
     connection: { url: config.redisUrl, maxRetriesPerRequest: null },
     intervalMs: opts.settleIntervalMs,
@@ -48,8 +49,8 @@ export async function startApi(config: Config, opts: { log?: Logger; settleInter
     async close() {
       await app.close();
       await settler.close();
-      await queue.close();
       redis.disconnect();
+      await Promise.race([queue.close(), sleep(2_000)]);
       await db.close();
     },
   };

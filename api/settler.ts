@@ -5,7 +5,9 @@
 //  - the reconciler asks Redis about rows left unsettled for a while, which
 //    covers events missed while no API process was listening.
 // Every API replica runs both; duplicates match no row and change nothing.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { QueueEvents, type ConnectionOptions, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Db } from '../engine/db.js';
 import { RENDER_ERRORS } from '../engine/errors.js';
 import type { Logger } from '../engine/log.js';
@@ -25,6 +27,8 @@ export interface SettlerOptions {
   db: Db;
   queue: Queue<RenderJobData, RenderResult>;
   connection: ConnectionOptions;
+  /** The API's producer connection: the settler starts listening once it is ready. */
+  producer: Redis;
   log: Logger;
   metrics?: Metrics;
   /** How long a row may sit unsettled before the reconciler asks Redis about it. */
@@ -46,14 +50,23 @@ export function startSettler(opts: SettlerOptions) {
   const guard = (what: string, id: string, p: Promise<unknown>) =>
     p.catch((err) => log.error({ err, videoId: id }, `settler: ${what} failed; the reconciler will retry`));
 
-  const events = new QueueEvents(queue.name, { connection: opts.connection, prefix: QUEUE_PREFIX });
-  events.on('error', (err) => log.warn({ err }, 'settler: queue events connection error'));
-  events.on('active', ({ jobId }) => void guard('markRendering', jobId, markRendering(db, jobId)));
-  events.on('completed', ({ jobId, returnvalue }) => {
-    const result = (typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue) as RenderResult;
-    void guard('markSucceeded', jobId, succeeded(jobId, result));
-  });
-  events.on('failed', ({ jobId, failedReason }) => void guard('markFailed', jobId, failed(jobId, failedReason)));
+  // The event stream is opened once Redis is first reachable: BullMQ's
+  // QueueEvents cannot be closed cleanly if its connection never came up.
+  let events: QueueEvents | undefined;
+  let closed = false;
+  const listen = () => {
+    if (events || closed) return;
+    events = new QueueEvents(queue.name, { connection: opts.connection, prefix: QUEUE_PREFIX });
+    events.on('error', (err) => log.warn({ err: err.message }, 'settler: queue events connection error'));
+    events.on('active', ({ jobId }) => void guard('markRendering', jobId, markRendering(db, jobId)));
+    events.on('completed', ({ jobId, returnvalue }) => {
+      const result = (typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue) as RenderResult;
+      void guard('markSucceeded', jobId, succeeded(jobId, result));
+    });
+    events.on('failed', ({ jobId, failedReason }) => void guard('markFailed', jobId, failed(jobId, failedReason)));
+  };
+  if (opts.producer.status === 'ready') listen();
+  else opts.producer.once('ready', listen);
 
   /** One pass over stale rows; returns how many it settled or moved. */
   async function reconcile(): Promise<number> {
@@ -97,11 +110,13 @@ export function startSettler(opts: SettlerOptions) {
   timer.unref();
 
   return {
-    events,
     reconcile,
     async close() {
+      closed = true;
       clearInterval(timer);
-      await events.close();
+      opts.producer.off('ready', listen);
+      // close() waits for Redis while it is down; don't let that block a shutdown.
+      if (events) await Promise.race([events.close(), sleep(2_000)]);
     },
   };
 }

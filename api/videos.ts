@@ -34,6 +34,27 @@ const ListQuery = Type.Object(
 );
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 
+// BullMQ waits for a connection that has never been ready instead of failing,
+// so a submit bounds the wait itself and answers 503 past it.
+const ENQUEUE_TIMEOUT_MS = 3_000;
+
+async function enqueueWithin(queue: VideoDeps['queue'], data: RenderJobData, ms: number): Promise<void> {
+  const add = queue.add('render', data, { jobId: data.videoId });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`enqueue timed out after ${ms} ms`)), ms);
+  });
+  try {
+    await Promise.race([add, timeout]);
+  } catch (err) {
+    // If the add lands after we gave up, take the job back out: its row is gone.
+    add.then((job) => job.remove(), () => {}).catch(() => {});
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
   const { db, queue, storage } = deps;
 
@@ -112,7 +133,7 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
     if (outcome.replayed) return reply.status(202).header('idempotent-replayed', 'true').send(outcome.body);
 
     try {
-      await queue.add('render', { videoId: id, spec }, { jobId: id });
+      await enqueueWithin(queue, { videoId: id, spec }, ENQUEUE_TIMEOUT_MS);
     } catch (err) {
       req.log.warn({ err, videoId: id }, 'enqueue failed; removing the video row');
       // Nothing may wait for a job that does not exist: undo the row and the key.

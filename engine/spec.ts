@@ -106,12 +106,12 @@ export function fieldName(pointer: string): string {
 
 /** One clear sentence for the first schema error; unions report their closest branch. */
 export function describeError(error: ValueError): { field: string; message: string } {
-  // A union error (background) hides the useful detail in its branches: report
-  // the branch error that got furthest into the value.
-  const nested = error.errors?.flatMap((iter) => [...iter]) ?? [];
-  if (nested.length > 0) {
-    const deepest = nested.reduce((a, b) => (b.path.length > a.path.length ? b : a));
-    if (deepest.path !== error.path) return describeError(deepest);
+  // A union error (background) hides the useful detail in its branches:
+  // report the first error of the branch that came closest to matching.
+  const branches = (error.errors ?? []).map((iter) => [...iter]).filter((b) => b.length > 0);
+  if (branches.length > 0) {
+    const closest = branches.reduce((a, b) => (b.length < a.length ? b : a));
+    return describeError(closest[0]!);
   }
   const field = fieldName(error.path) || 'body';
   const schema = error.schema as { pattern?: string; description?: string };
