@@ -30,7 +30,10 @@ export async function startApi(config: Config, opts: { log?: Logger; settleInter
   queue.on('error', (err) => log.debug({ err: err.message }, 'render queue connection error'));
   void whenReady(redis).then(() => checkEvictionPolicy(redis, log), () => log.warn('Redis is not reachable yet; submits answer 503 until it is'));
   const metrics = createMetrics('api');
-  const storage = createStorage(config);
+  // Without PUBLIC_URL, media URLs use the address the API really listens on
+  // (PORT=0 picks a free port at listen time).
+  let listenUrl = config.publicUrl;
+  const storage = createStorage(config, () => (config.publicUrlSet ? config.publicUrl : listenUrl));
   if (storage.driver === 'fs') mkdirSync(config.storage.mediaDir, { recursive: true });
   const app = await buildApp({ config, db, redis, queue, storage, metrics, log });
   const settler = startSettler({
@@ -42,10 +45,11 @@ export async function startApi(config: Config, opts: { log?: Logger; settleInter
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
+  listenUrl = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
   log.info({ port, db: db.kind, storage: storage.driver, queue: config.queueName }, 'api listening');
   return {
     app, db, log, settler,
-    url: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`,
+    url: listenUrl,
     async close() {
       await app.close();
       await settler.close();

@@ -75,6 +75,7 @@ export function loadConfig(env: Env = process.env) {
     host: read(env, 'HOST') ?? '127.0.0.1',
     port,
     publicUrl: trimSlash(url(env, 'PUBLIC_URL', ['http:', 'https:'], `http://127.0.0.1:${port}`)!),
+    publicUrlSet: read(env, 'PUBLIC_URL') !== undefined,
     jwtSecret,
     accessTokenTtlSeconds: int(env, 'ACCESS_TOKEN_TTL_SECONDS', 900, 60, 86_400),
     refreshTokenTtlSeconds: int(env, 'REFRESH_TOKEN_TTL_SECONDS', 30 * 86_400, 3600, 365 * 86_400),

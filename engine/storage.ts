@@ -14,12 +14,13 @@ export interface Storage {
   url(key: string): string;
 }
 
-export function createStorage(config: Config): Storage {
+/** publicUrl overrides config.publicUrl (the API passes its real address when PORT=0). */
+export function createStorage(config: Config, publicUrl: () => string = () => config.publicUrl): Storage {
   const { storage } = config;
   if (storage.driver === 's3') {
     return s3Storage({ ...storage.s3, publicBaseUrl: storage.cdnBaseUrl! });
   }
-  return fsStorage({ dir: storage.mediaDir, publicBaseUrl: `${config.publicUrl}/media` });
+  return fsStorage({ dir: storage.mediaDir, publicBaseUrl: () => `${publicUrl()}/media` });
 }
 
 /** `videos/vid_…/<render id>.mp4`: the render id makes every attempt's key new. */

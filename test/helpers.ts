@@ -108,3 +108,24 @@ export const smallSpec = (overrides: Record<string, unknown> = {}) => ({
   audio: { src: 'assets/music.mp3' },
   ...overrides,
 });
+
+/** A TCP port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/** Download a URL to a file; returns the response headers. */
+export async function download(url: string, dest: string): Promise<Headers> {
+  const { writeFile } = await import('node:fs/promises');
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`GET ${url}: ${res.status}`);
+  await writeFile(dest, Buffer.from(await res.arrayBuffer()));
+  return res.headers;
+}
