@@ -1,0 +1,262 @@
+// Brings every asset a spec names onto local disk, so ffmpeg never opens a URL
+// itself (its protocol handlers and playlist demuxers are a known way to read
+// local files or reach internal services). Each file is sniffed after download
+// and handed to ffmpeg with a forced demuxer.
+import { lookup } from 'node:dns/promises';
+import { createWriteStream } from 'node:fs';
+import { copyFile, mkdir, open, realpath, rename, stat } from 'node:fs/promises';
+import { request } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
+import { join, resolve as resolvePath, sep } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { RenderError } from '../engine/errors.js';
+import { assetsOf, isPublicAddress, type RenderSpec } from '../engine/spec.js';
+
+export type LocalAsset = { path: string; kind: 'image' | 'audio'; format: string };
+
+export type FetchAssetsOptions = {
+  /** The folder `assets/<name>` refers to. */
+  assetsDir: string;
+  signal?: AbortSignal;
+  /** Per asset; default 50 MB. */
+  maxBytes?: number;
+  /** Per asset, redirects included; default 30 s. */
+  timeoutMs?: number;
+  /** DNS lookup; injectable so tests can point names at a local server. */
+  resolve?: (host: string) => Promise<string[]>;
+  /** Tests only: lets an address through that the public-address policy refuses (a local server). */
+  allowAddress?: (ip: string) => boolean;
+  /** Extra trusted CA certificates (PEM), for a test server's self-signed certificate. */
+  ca?: string | Buffer;
+};
+
+const MAX_REDIRECTS = 3;
+
+export async function fetchAssets(spec: RenderSpec, workDir: string, opts: FetchAssetsOptions): Promise<Map<string, LocalAsset>> {
+  const wanted = kindsWanted(spec);
+  const dir = join(workDir, 'assets');
+  await mkdir(dir, { recursive: true });
+
+  // One failed asset fails the render: cancel the other downloads, then wait
+  // for them to settle so nothing is still writing into workDir when we return.
+  const cancel = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, cancel.signal]) : cancel.signal;
+  let firstError: unknown;
+  const results = await Promise.allSettled(
+    assetsOf(spec).map(async (ref, i) => {
+      try {
+        const asset = await fetchOne(ref, join(dir, String(i)), { ...opts, signal });
+        const kind = wanted.get(ref);
+        if (asset.kind !== kind) throw new RenderError('asset_invalid', `${ref} is ${article(asset.kind)} file but is used as ${kind}`, false);
+        return [ref, asset] as const;
+      } catch (err) {
+        firstError ??= err;
+        cancel.abort(err);
+        throw err;
+      }
+    }),
+  );
+  if (firstError !== undefined) throw firstError;
+  return new Map(results.map((r) => (r as PromiseFulfilledResult<readonly [string, LocalAsset]>).value));
+}
+
+function kindsWanted(spec: RenderSpec): Map<string, LocalAsset['kind']> {
+  const kinds = new Map<string, LocalAsset['kind']>();
+  for (const scene of spec.scenes) if ('image' in scene.background) kinds.set(scene.background.image, 'image');
+  if (spec.audio) {
+    if (kinds.has(spec.audio.src)) throw new RenderError('asset_invalid', `${spec.audio.src} is used both as an image and as audio`, false);
+    kinds.set(spec.audio.src, 'audio');
+  }
+  return kinds;
+}
+
+const article = (kind: string) => (kind === 'image' ? 'an image' : 'an audio');
+
+type Opts = FetchAssetsOptions & { signal: AbortSignal };
+
+/** Fetch one asset to `<base>.<ext>`, the extension matching its sniffed content. */
+async function fetchOne(ref: string, base: string, opts: Opts): Promise<LocalAsset> {
+  const part = `${base}.part`;
+  if (ref.startsWith('assets/')) await copyBundled(ref.slice('assets/'.length), part, opts);
+  else if (URL.canParse(ref) && ref.startsWith('https://')) await downloadWithin(new URL(ref), part, opts);
+  else throw new RenderError('asset_forbidden', `${ref} is neither an https:// URL nor assets/<name>`, false);
+
+  const sniffed = sniff(await readHead(part));
+  if (!sniffed) throw new RenderError('asset_invalid', `${ref} is not a supported image (JPEG, PNG, WebP) or audio (MP3, WAV, OGG, FLAC, M4A) file`, false);
+  // image2 picks its decoder from the file extension, so the name must match the content.
+  const path = `${base}.${sniffed.ext}`;
+  await rename(part, path);
+  return { path, kind: sniffed.kind, format: sniffed.format };
+}
+
+async function copyBundled(name: string, dest: string, opts: Opts): Promise<void> {
+  const forbidden = () => new RenderError('asset_forbidden', `assets/${name} is outside the bundled assets folder`, false);
+  const root = await realpath(opts.assetsDir);
+  // Check the name as written, then again after symlinks are followed.
+  const lexical = resolvePath(root, name);
+  if (!lexical.startsWith(root + sep)) throw forbidden();
+  let real: string;
+  try {
+    real = await realpath(lexical);
+  } catch {
+    throw new RenderError('asset_unavailable', `assets/${name} does not exist`, false);
+  }
+  if (!real.startsWith(root + sep)) throw forbidden();
+  const info = await stat(real);
+  if (!info.isFile()) throw forbidden();
+  if (info.size > (opts.maxBytes ?? 50e6)) throw new RenderError('asset_invalid', `assets/${name}: asset too large`, false);
+  await copyFile(real, dest);
+}
+
+/** Download with one deadline covering every redirect, mapping failures to render errors. */
+async function downloadWithin(url: URL, dest: string, opts: Opts): Promise<void> {
+  const deadline = AbortSignal.timeout(opts.timeoutMs ?? 30_000);
+  const signal = AbortSignal.any([opts.signal, deadline]);
+  try {
+    await download(url, dest, { ...opts, signal }, MAX_REDIRECTS);
+  } catch (err) {
+    if (err instanceof RenderError) throw err;
+    if (opts.signal.aborted) throw opts.signal.reason;
+    if (deadline.aborted) throw new RenderError('asset_unavailable', `${shown(url)}: download timed out`, true);
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    // A certificate problem will not fix itself by retrying; a reset connection may.
+    const tlsFailure = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code);
+    throw new RenderError('asset_unavailable', `${shown(url)}: download failed (${code || (err as Error).message})`, !tlsFailure);
+  }
+}
+
+/** A URL for messages: no credentials or query string (signed URLs carry tokens there). */
+const shown = (url: URL) => `${url.origin}${url.pathname}`;
+
+async function download(url: URL, dest: string, opts: Opts, redirectsLeft: number): Promise<void> {
+  if (url.protocol !== 'https:') throw new RenderError('asset_forbidden', `${shown(url)}: only https:// assets are allowed`, false);
+  if (url.username || url.password) throw new RenderError('asset_forbidden', `${shown(url)}: URLs must not carry credentials`, false);
+  const address = await vettedAddress(url.hostname.replace(/^\[|\]$/g, ''), opts);
+  const res = await get(url, address, opts);
+  const status = res.statusCode ?? 0;
+
+  if (status >= 300 && status < 400 && res.headers.location) {
+    res.resume();
+    if (redirectsLeft === 0) throw new RenderError('asset_unavailable', `${shown(url)}: too many redirects`, false);
+    const next = new URL(res.headers.location, url);
+    if (next.protocol !== 'https:') throw new RenderError('asset_forbidden', `${shown(url)} redirects to a non-https URL`, false);
+    return download(next, dest, opts, redirectsLeft - 1);
+  }
+  if (status < 200 || status >= 300) {
+    res.resume();
+    throw new RenderError('asset_unavailable', `${shown(url)}: server answered HTTP ${status}`, status >= 500 || status === 429);
+  }
+
+  const maxBytes = opts.maxBytes ?? 50e6;
+  const tooLarge = () => new RenderError('asset_invalid', `${shown(url)}: asset too large (over ${maxBytes} bytes)`, false);
+  if (Number(res.headers['content-length'] ?? 0) > maxBytes) {
+    res.destroy();
+    throw tooLarge();
+  }
+  // Content-Length may be absent or lie: count what actually arrives.
+  let received = 0;
+  const limit = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      received += chunk.length;
+      done(received > maxBytes ? tooLarge() : null, chunk);
+    },
+  });
+  await pipeline(res, limit, createWriteStream(dest), { signal: opts.signal });
+}
+
+/**
+ * Resolve the host once and refuse it if ANY address is not public: a name
+ * with one public and one private record could otherwise be steered inward.
+ */
+async function vettedAddress(host: string, opts: Opts): Promise<string> {
+  let addresses: string[];
+  if (isIP(host)) addresses = [host];
+  else {
+    try {
+      addresses = await (opts.resolve ?? defaultResolve)(host);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new RenderError('asset_unavailable', `${host}: DNS lookup failed (${code ?? (err as Error).message})`, code !== 'ENOTFOUND');
+    }
+  }
+  if (addresses.length === 0) throw new RenderError('asset_unavailable', `${host}: DNS lookup returned no address`, true);
+  const allowed = (ip: string) => isPublicAddress(ip) || (opts.allowAddress?.(ip) ?? false);
+  // The message leaves out the addresses: they would tell users about internal DNS.
+  if (!addresses.every(allowed)) throw new RenderError('asset_forbidden', `${host} resolves to a private or internal address`, false);
+  return addresses[0]!;
+}
+
+async function defaultResolve(host: string): Promise<string[]> {
+  return (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+}
+
+/**
+ * GET from the vetted address itself, so a second DNS answer (rebinding) can
+ * never change where we connect. TLS still checks the certificate against the
+ * hostname, and the Host header names it, so virtual hosting works.
+ */
+function get(url: URL, address: string, opts: Opts): Promise<IncomingMessage> {
+  const hostname = url.hostname.replace(/^\[|\]$/g, '');
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: address,
+        port: url.port || 443,
+        path: `${url.pathname}${url.search}`,
+        method: 'GET',
+        // SNI must not carry an IP literal (RFC 6066); TLS then checks the cert against the IP.
+        servername: isIP(hostname) ? '' : hostname,
+        headers: { host: url.host, 'user-agent': 'vgen-worker/1', accept: '*/*' },
+        ...(opts.ca ? { ca: opts.ca } : {}),
+        agent: false, // no pooled socket from another host or a former address
+        signal: opts.signal,
+      },
+      resolve,
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function readHead(path: string): Promise<Buffer> {
+  const file = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(64);
+    const { bytesRead } = await file.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await file.close();
+  }
+}
+
+type Sniffed = { kind: LocalAsset['kind']; format: string; ext: string };
+
+// ISO-BMFF brands of audio/video files; HEIF/AVIF images share the ftyp box
+// and are left out on purpose.
+const MP4_BRANDS = new Set(['M4A ', 'M4B ', 'M4V ', 'mp41', 'mp42', 'isom', 'iso2', 'iso4', 'iso5', 'iso6', 'dash', 'qt  ']);
+
+/**
+ * Identify a file by its first bytes, never by its name or Content-Type (both
+ * are the sender's claim). Playlists, concat lists, SVG and text fall through.
+ */
+export function sniff(head: Buffer): Sniffed | undefined {
+  const ascii = (from: number, to: number) => head.subarray(from, to).toString('latin1');
+  if (head.length < 12) return undefined;
+  if (head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return { kind: 'image', format: 'image2', ext: 'jpg' };
+  if (ascii(0, 8) === '\x89PNG\r\n\x1a\n') return { kind: 'image', format: 'image2', ext: 'png' };
+  if (ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return { kind: 'image', format: 'image2', ext: 'webp' };
+  if (ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WAVE') return { kind: 'audio', format: 'wav', ext: 'wav' };
+  if (ascii(0, 4) === 'OggS') return { kind: 'audio', format: 'ogg', ext: 'ogg' };
+  if (ascii(0, 4) === 'fLaC') return { kind: 'audio', format: 'flac', ext: 'flac' };
+  if (ascii(4, 8) === 'ftyp' && MP4_BRANDS.has(ascii(8, 12))) return { kind: 'audio', format: 'mov', ext: 'm4a' };
+  if (ascii(0, 3) === 'ID3' || isMp3FrameHeader(head)) return { kind: 'audio', format: 'mp3', ext: 'mp3' };
+  return undefined;
+}
+
+/** 11 sync bits, then a version and a layer that are not "reserved" (ADTS AAC uses layer 0). */
+function isMp3FrameHeader(head: Buffer): boolean {
+  const [b0 = 0, b1 = 0] = head;
+  return b0 === 0xff && (b1 & 0xe0) === 0xe0 && ((b1 >> 3) & 0b11) !== 0b01 && ((b1 >> 1) & 0b11) !== 0;
+}

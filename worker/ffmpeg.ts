@@ -1,0 +1,341 @@
+// The one adapter around fluent-ffmpeg (archived upstream): if it has to be
+// replaced, only this file changes. Formats and codecs are passed as raw
+// options because its own format check breaks on newer ffmpeg builds.
+//
+// Deliberately unused: fluent-ffmpeg's 'progress' event. Attaching it makes
+// the library ffprobe input 0 with no protocol whitelist and no forced format;
+// we parse ffmpeg's `time=` stats ourselves instead.
+import { execFile, execFileSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import ffmpeg from 'fluent-ffmpeg';
+import type { FfmpegCommand, FfprobeData } from 'fluent-ffmpeg';
+import { RenderError } from '../engine/errors.js';
+import type { RenderSpec } from '../engine/spec.js';
+import type { LocalAsset } from './assets.js';
+
+const REQUIRED_FILTERS = ['xfade', 'drawtext', 'zoompan'];
+const REQUIRED_ENCODERS = ['libx264', 'aac'];
+const INSTALL_HINT = 'install it with `apt-get install ffmpeg` (or set FFMPEG_PATH/FFPROBE_PATH)';
+
+/** Run at worker start: a missing filter should fail the deploy, not the 1000th job. */
+export async function checkFfmpeg(): Promise<{ version: string }> {
+  const version = await toolVersion(process.env.FFMPEG_PATH ?? 'ffmpeg', 'ffmpeg');
+  await toolVersion(process.env.FFPROBE_PATH ?? 'ffprobe', 'ffprobe');
+  const major = /^n?(\d+)\./.exec(version)?.[1];
+  // Git snapshots ("N-11xxxx-g…") carry no number and are newer than any release.
+  if (major !== undefined && Number(major) < 5) throw new Error(`ffmpeg ${version} is too old: vgen needs ffmpeg >= 5; ${INSTALL_HINT}`);
+
+  const [filters, encoders] = await Promise.all([
+    promisify(ffmpeg.getAvailableFilters)(),
+    promisify(ffmpeg.getAvailableEncoders)(),
+  ]);
+  const missing = [
+    ...REQUIRED_FILTERS.filter((f) => !(f in filters)).map((f) => `filter ${f}`),
+    ...REQUIRED_ENCODERS.filter((e) => !(e in encoders)).map((e) => `encoder ${e}`),
+  ];
+  if (missing.length > 0) throw new Error(`ffmpeg ${version} lacks ${missing.join(', ')}; ${INSTALL_HINT}`);
+  return { version };
+}
+
+async function toolVersion(bin: string, name: string): Promise<string> {
+  try {
+    const { stdout } = await promisify(execFile)(bin, ['-hide_banner', '-version']);
+    return new RegExp(`^${name} version (\\S+)`).exec(stdout)?.[1] ?? 'unknown';
+  } catch {
+    throw new Error(`${name} not found or not runnable (${bin}); ${INSTALL_HINT}`);
+  }
+}
+
+/**
+ * A font with Chinese glyphs. fc-match never says "not found" (it falls back to
+ * any font), so the match is accepted only if fontconfig says it covers zh-cn.
+ */
+export function findFont(): string {
+  const override = process.env.FONT_FILE;
+  if (override) {
+    try {
+      accessSync(override, constants.R_OK);
+    } catch {
+      throw new Error(`FONT_FILE=${override} is not a readable file`);
+    }
+    return override;
+  }
+  const hint = 'install one with `apt-get install fonts-noto-cjk fontconfig`, or set FONT_FILE';
+  let out: string;
+  try {
+    out = execFileSync('fc-match', ['-f', '%{file}|%{lang}', 'Noto Sans CJK SC:lang=zh-cn'], { encoding: 'utf8' });
+  } catch {
+    throw new Error(`fc-match (fontconfig) is not available to find a CJK font; ${hint}`);
+  }
+  const [file, ...langs] = out.split('|');
+  if (!file || !langs.includes('zh-cn')) throw new Error(`no font with Chinese glyphs found; ${hint}`);
+  return file;
+}
+
+export type RenderOptions = {
+  spec: RenderSpec;
+  assets: Map<string, LocalAsset>;
+  workDir: string;
+  fontFile: string;
+  /** x264 preset; veryfast is about 2x faster than medium for a small size cost. */
+  preset?: string;
+  onProgress?: (fraction: number) => void;
+  signal?: AbortSignal;
+};
+
+export type RenderResult = { videoPath: string; posterPath: string; durationMs: number; width: number; height: number };
+
+export async function renderVideo(opts: RenderOptions): Promise<RenderResult> {
+  const { spec, workDir, signal } = opts;
+  signal?.throwIfAborted();
+  const { width, height, fps } = spec.output;
+  const timeline = planTimeline(spec);
+  const totalFrames = timeline.at(-1)?.end ?? 0;
+  const seconds = totalFrames / fps;
+
+  const cmd = ffmpeg();
+  const graph: string[] = [];
+  let inputs = 0;
+  // Every file input is whitelisted to local files and has its format forced:
+  // ffmpeg must never guess a playlist or concat list out of an asset.
+  const addInput = (asset: LocalAsset, extra: string[] = []) => {
+    const format = asset.kind === 'image' ? ['-f', 'image2', '-pattern_type', 'none'] : ['-f', asset.format];
+    cmd.input(asset.path).inputOptions(['-protocol_whitelist', 'file,pipe', ...format, ...extra]);
+    return inputs++;
+  };
+
+  const fontSize = Math.max(10, Math.round(height / 13));
+  for (const [i, scene] of spec.scenes.entries()) {
+    const { frames } = timeline[i]!;
+    let chain: string;
+    if ('image' in scene.background) {
+      const k = addInput(assetOf(opts.assets, scene.background.image, 'image'));
+      // One decoded frame, scaled once, repeated by the loop filter: an exact
+      // frame count with no `-loop 1` input that could run on unbounded.
+      chain =
+        `[${k}:v]scale=${width}:${height}:force_original_aspect_ratio=increase,crop=${width}:${height},` +
+        `setsar=1,format=yuv420p,loop=loop=${frames - 1}:size=1,settb=1/${fps},setpts=N,fps=${fps}`;
+    } else {
+      chain = `color=c=${ffmpegColor(scene.background.color)}:s=${width}x${height}:r=${fps},format=yuv420p,setsar=1,trim=end_frame=${frames}`;
+    }
+    if (scene.caption) {
+      // The text goes through a file: no filtergraph escaping of user text.
+      // expansion=none stops drawtext from evaluating %{...} sequences in it.
+      const textFile = join(workDir, `caption-${i}.txt`);
+      await writeFile(textFile, wrapCaption(scene.caption.text, width * 0.9, fontSize));
+      chain +=
+        `,drawtext=fontfile=${filterValue(opts.fontFile)}:textfile=${filterValue(textFile)}:expansion=none` +
+        `:fontsize=${fontSize}:fontcolor=white:line_spacing=${Math.round(fontSize / 4)}` +
+        `:box=1:boxcolor=black@0.55:boxborderw=${Math.round(fontSize / 2)}:x=(w-text_w)/2:y=h-text_h-h/12`;
+    }
+    graph.push(`${chain}[s${i}]`);
+  }
+
+  // Join scenes left to right: xfade where a scene has a transition, concat otherwise.
+  // Every join then renumbers its frames (0, 1, 2… in 1/fps), for two reasons:
+  // - concat outputs a microsecond timebase, and xfade refuses mismatched ones;
+  // - ffmpeg 5.1's xfade ends the transition early when its first input's EOF
+  //   is already visible (image scenes deliver frames and EOF together): it
+  //   drops that input's last frame and leaves a one-frame timestamp gap,
+  //   which the encoder fills with a duplicate. The frame count is still right,
+  //   so renumbering restores the exact length (one near-invisible blend frame is lost).
+  const renumber = `settb=1/${fps},setpts=N`;
+  let joined = 's0';
+  for (const [i, scene] of spec.scenes.entries()) {
+    if (i === 0) continue;
+    const { start, overlap } = timeline[i]!;
+    const out = `j${i}`;
+    if (scene.transition && overlap > 0)
+      graph.push(`[${joined}][s${i}]xfade=transition=${scene.transition.type}:duration=${overlap / fps}:offset=${start / fps},${renumber}[${out}]`);
+    else graph.push(`[${joined}][s${i}]concat=n=2:v=1:a=0,${renumber}[${out}]`);
+    joined = out;
+  }
+
+  // Audio is rendered once for the whole timeline (no pops at scene borders).
+  const fade = Math.min(1, seconds / 4);
+  const normalize = 'aformat=sample_fmts=fltp:sample_rates=48000:channel_layouts=stereo';
+  if (spec.audio) {
+    const k = addInput(assetOf(opts.assets, spec.audio.src, 'audio'), ['-stream_loop', '-1', '-t', String(seconds)]);
+    graph.push(`[${k}:a]${normalize},atrim=duration=${seconds},afade=t=out:st=${seconds - fade}:d=${fade}[aout]`);
+  } else {
+    graph.push(`anullsrc=r=48000:cl=stereo,${normalize},atrim=duration=${seconds}[aout]`);
+  }
+
+  const videoPath = join(workDir, 'video.mp4');
+  cmd
+    .complexFilter(graph.join(';'))
+    .outputOptions([
+      // Global options may sit anywhere. -loglevel error hides the stats line
+      // unless -stats asks for it; every 0.25 s gives progress on short renders too.
+      '-hide_banner', '-loglevel', 'error', '-stats', '-stats_period', '0.25',
+      '-map', `[${joined}]`, '-map', '[aout]',
+      '-c:v', 'libx264', '-preset', opts.preset ?? 'veryfast', '-profile:v', 'high', '-pix_fmt', 'yuv420p', '-r', String(fps),
+      '-c:a', 'aac', '-b:a', '128k', '-ar', '48000',
+      '-movflags', '+faststart', '-f', 'mp4',
+    ])
+    .output(videoPath);
+
+  let reported = 0;
+  await run(cmd, signal, (t) => {
+    // Monotonic and below 1 until the poster and probe are done too.
+    const fraction = Math.min(0.99, t / seconds);
+    if (fraction > reported) opts.onProgress?.((reported = fraction));
+  });
+
+  const posterPath = join(workDir, 'poster.jpg');
+  await run(
+    ffmpeg(videoPath)
+      .inputOptions(['-protocol_whitelist', 'file,pipe', '-f', 'mov', '-ss', String(Math.min(1, seconds / 2))])
+      .outputOptions(['-hide_banner', '-loglevel', 'error', '-frames:v', '1', '-q:v', '3', '-update', '1', '-f', 'image2'])
+      .output(posterPath),
+    signal,
+  );
+
+  const probed = await probe(videoPath, 'mov');
+  if (!probed.video) throw new RenderError('render_failed', 'ffmpeg produced no video stream');
+  opts.onProgress?.(1);
+  return { videoPath, posterPath, durationMs: probed.durationMs, width: probed.video.width, height: probed.video.height };
+}
+
+export type Slot = { start: number; end: number; frames: number; overlap: number };
+
+/**
+ * Where each scene sits on the output timeline, in frames. Ends are rounded
+ * from the exact cumulative time, so rounding never adds up across scenes and
+ * the total stays within half a frame of totalSeconds(spec).
+ */
+export function planTimeline(spec: RenderSpec): Slot[] {
+  const fps = spec.output.fps;
+  const slots: Slot[] = [];
+  let seconds = 0;
+  for (const [i, scene] of spec.scenes.entries()) {
+    const prev = slots[i - 1];
+    // The first scene has nothing to transition from (checkSpecRules refuses it).
+    const t = i > 0 ? (scene.transition?.duration ?? 0) : 0;
+    // Same association as totalSeconds(), so a total landing on half a frame rounds the same way.
+    seconds = seconds + scene.duration - t;
+    const end = Math.round(seconds * fps);
+    // Rounding must not let the overlap swallow the whole previous scene.
+    const overlap = prev ? Math.min(Math.round(t * fps), prev.frames - 1) : 0;
+    const start = (prev?.end ?? 0) - overlap;
+    slots.push({ start, end, frames: end - start, overlap });
+  }
+  return slots;
+}
+
+function assetOf(assets: Map<string, LocalAsset>, ref: string, kind: LocalAsset['kind']): LocalAsset {
+  const asset = assets.get(ref);
+  if (!asset) throw new Error(`asset ${ref} was not fetched before rendering`);
+  if (asset.kind !== kind) throw new RenderError('asset_invalid', `${ref} is not ${kind === 'image' ? 'an image' : 'audio'}`, false);
+  return asset;
+}
+
+/** `#rrggbb` → `0xrrggbb`, which needs no quoting in a filtergraph; names pass through. */
+const ffmpegColor = (color: string) => color.replace(/^#/, '0x');
+
+/**
+ * Quote a value (a path) for a filter option. Two parsers read it: the filter's
+ * option parser (splits on `:`, honours '…') and, before it, the graph parser
+ * (splits on `[],;`, honours '…' and \): quote for the first, escape for the second.
+ */
+export function filterValue(value: string): string {
+  const quoted = `'${value.replace(/'/g, `'\\''`)}'`;
+  return quoted.replace(/[\\'[\],;]/g, '\\$&');
+}
+
+/**
+ * drawtext does not wrap. Break greedily at spaces (or anywhere in CJK text),
+ * counting a CJK character as one em and other characters as about half.
+ */
+export function wrapCaption(text: string, maxWidthPx: number, fontSize: number): string {
+  const maxEm = maxWidthPx / fontSize;
+  const em = (ch: string) => (/[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]/.test(ch) ? 1 : 0.55);
+  const lines: string[] = [];
+  // eslint-disable-next-line no-control-regex
+  for (const paragraph of text.replace(/[\x00-\x09\x0b-\x1f\x7f]/g, ' ').split('\n')) {
+    let line = '';
+    let width = 0;
+    let lastSpace = -1;
+    for (const ch of paragraph) {
+      if (width + em(ch) > maxEm && line.length > 0) {
+        // Prefer breaking at the last space; otherwise break right here.
+        const cut = lastSpace > 0 ? lastSpace : line.length;
+        lines.push(line.slice(0, cut).trimEnd());
+        line = line.slice(cut).trimStart();
+        width = [...line].reduce((w, c) => w + em(c), 0);
+        lastSpace = -1;
+      }
+      if (ch === ' ') lastSpace = line.length;
+      line += ch;
+      width += em(ch);
+    }
+    lines.push(line.trimEnd());
+  }
+  return lines.join('\n');
+}
+
+/**
+ * Run a command; on abort SIGKILL ffmpeg and reject with the abort reason once
+ * the process has exited (so no ffmpeg outlives the promise).
+ */
+function run(cmd: FfmpegCommand, signal?: AbortSignal, onTime?: (seconds: number) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const kill = () => cmd.kill('SIGKILL');
+    signal?.addEventListener('abort', kill, { once: true });
+    // The process is spawned asynchronously: an abort before 'start' found nothing to kill.
+    cmd.on('start', () => signal?.aborted && kill());
+    if (onTime)
+      cmd.on('stderr', (line: string) => {
+        const m = /time=(-?)(\d+):(\d+):(\d+(?:\.\d+)?)/.exec(line);
+        if (m && !m[1]) onTime(Number(m[2]) * 3600 + Number(m[3]) * 60 + Number(m[4]));
+      });
+    cmd.on('end', () => {
+      signal?.removeEventListener('abort', kill);
+      resolve();
+    });
+    cmd.on('error', (err: Error, _stdout: string | null, stderr: string | null) => {
+      signal?.removeEventListener('abort', kill);
+      if (signal?.aborted) return reject(signal.reason);
+      const detail = (stderr ?? '').split('\n').filter((l) => l.trim() && !/^(frame|size)=/.test(l.trim())).slice(-5).join('\n');
+      const failure = new RenderError('render_failed');
+      failure.cause = new Error(`${err.message}${detail ? `\n${detail}` : ''}`);
+      reject(failure);
+    });
+    cmd.run();
+  });
+}
+
+export type ProbeResult = {
+  format: string;
+  durationMs: number;
+  video?: { codec: string; profile: string; pixFmt: string; width: number; height: number; fps: number; frames: number; durationMs: number };
+  audio?: { codec: string; sampleRate: number; channels: number; durationMs: number };
+};
+
+/** ffprobe a local file: format, duration and the first video and audio stream. */
+export async function probe(path: string, format?: string): Promise<ProbeResult> {
+  const options = ['-protocol_whitelist', 'file,pipe', ...(format ? ['-f', format] : [])];
+  const data = await new Promise<FfprobeData>((resolve, reject) =>
+    ffmpeg.ffprobe(path, options, (err: Error | null, d: FfprobeData) => (err ? reject(err) : resolve(d))),
+  );
+  const ms = (s: unknown) => Math.round(Number(s) * 1000) || 0;
+  const v = data.streams.find((s) => s.codec_type === 'video');
+  const a = data.streams.find((s) => s.codec_type === 'audio');
+  const [num = 0, den = 1] = (v?.r_frame_rate ?? '0/1').split('/').map(Number);
+  return {
+    format: data.format.format_name ?? '',
+    durationMs: ms(data.format.duration),
+    ...(v && {
+      video: {
+        codec: v.codec_name ?? '', profile: String(v.profile ?? ''), pixFmt: v.pix_fmt ?? '',
+        width: v.width ?? 0, height: v.height ?? 0, fps: den ? num / den : 0,
+        frames: Number(v.nb_frames) || 0, durationMs: ms(v.duration),
+      },
+    }),
+    ...(a && { audio: { codec: a.codec_name ?? '', sampleRate: Number(a.sample_rate) || 0, channels: a.channels ?? 0, durationMs: ms(a.duration) } }),
+  };
+}
