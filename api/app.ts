@@ -37,7 +37,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Per-request log lines would dwarf everything else; the metrics histogram covers requests.
     logController: new LogController({ disableRequestLogging: true }),
     // Behind a load balancer, set TRUST_PROXY to its address range, never `true`.
-    trustProxy: process.env.TRUST_PROXY || false,
+    trustProxy: config.trustProxy ?? false,
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   registerErrorHandling(app);

@@ -26,7 +26,7 @@ export async function startApi(config: Config, opts: { log?: Logger; settleInter
   const log = opts.log ?? createLogger(config.logLevel, { role: 'api' });
   const db = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const redis = connectRedis(config.redisUrl, 'producer');
-  const queue = renderQueue(config.queueName, redis, config.worker.attempts);
+  const queue = renderQueue(config.queueName, redis, config.renderAttempts);
   queue.on('error', (err) => log.debug({ err: err.message }, 'render queue connection error'));
   void whenReady(redis).then(() => checkEvictionPolicy(redis, log), () => log.warn('Redis is not reachable yet; submits answer 503 until it is'));
   const metrics = createMetrics('api');

@@ -40,12 +40,16 @@ export function startSettler(opts: SettlerOptions) {
   const { db, queue, log } = opts;
   const staleSeconds = opts.staleSeconds ?? 30;
 
-  const succeeded = async (id: string, result: RenderResult) => {
-    if (await markSucceeded(db, id, result)) opts.metrics?.videosSettled.inc({ outcome: 'succeeded' });
+  const succeeded = async (id: string, result: RenderResult): Promise<boolean> => {
+    const moved = await markSucceeded(db, id, result);
+    if (moved) opts.metrics?.videosSettled.inc({ outcome: 'succeeded' });
+    return moved;
   };
-  const failed = async (id: string, reason: string | undefined) => {
+  const failed = async (id: string, reason: string | undefined): Promise<boolean> => {
     const { code, message } = userError(reason);
-    if (await markFailed(db, id, code, message)) opts.metrics?.videosSettled.inc({ outcome: 'failed' });
+    const moved = await markFailed(db, id, code, message);
+    if (moved) opts.metrics?.videosSettled.inc({ outcome: 'failed' });
+    return moved;
   };
   const guard = (what: string, id: string, p: Promise<unknown>) =>
     p.catch((err) => log.error({ err, videoId: id }, `settler: ${what} failed; the reconciler will retry`));
@@ -77,16 +81,14 @@ export function startSettler(opts: SettlerOptions) {
       const state = await queue.getJobState(row.id);
       if (state === 'completed') {
         const job = await queue.getJob(row.id);
-        if (job?.returnvalue) moved += Number(await markSucceeded(db, row.id, job.returnvalue));
+        if (job?.returnvalue) moved += Number(await succeeded(row.id, job.returnvalue));
       } else if (state === 'failed') {
-        const job = await queue.getJob(row.id);
-        const { code, message } = userError(job?.failedReason);
-        moved += Number(await markFailed(db, row.id, code, message));
+        moved += Number(await failed(row.id, (await queue.getJob(row.id))?.failedReason));
       } else if (state === 'active' && row.status === 'queued') {
         moved += Number(await markRendering(db, row.id));
       } else if (state === 'unknown' && Date.now() - row.created_at.getTime() > 120_000) {
         // The job is gone (never enqueued, or removed): nothing will ever settle it.
-        moved += Number(await markFailed(db, row.id, 'lost', RENDER_ERRORS.lost));
+        moved += Number(await failed(row.id, `lost: ${RENDER_ERRORS.lost}`));
       } else {
         checked.push(row.id);
       }
@@ -97,7 +99,8 @@ export function startSettler(opts: SettlerOptions) {
 
   let running = false;
   const timer = setInterval(async () => {
-    if (running) return;
+    // Skip while Redis is down: BullMQ calls would wait instead of failing.
+    if (running || opts.producer.status !== 'ready') return;
     running = true;
     try {
       await reconcile();

@@ -1,5 +1,6 @@
 // /v1/videos: submit a render spec, read one video, list your own.
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { Queue } from 'bullmq';
@@ -62,7 +63,9 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
   async function liveProgress(row: VideoRow): Promise<number> {
     if (row.status !== 'rendering') return row.progress;
     try {
-      const p = (await queue.getJob(row.id))?.progress;
+      // Bounded: BullMQ waits for a connection that is down instead of failing.
+      const job = await Promise.race([queue.getJob(row.id), sleep(250).then(() => undefined)]);
+      const p = job?.progress;
       return typeof p === 'number' ? Math.min(1, Math.max(0, p / 100)) : row.progress;
     } catch {
       return row.progress; // Redis down: the row's last known value still answers.

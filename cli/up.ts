@@ -47,7 +47,7 @@ export async function up(opts: UpOptions): Promise<RunningSystem> {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     DATA_DIR: opts.dataDir,
-    JWT_SECRET: process.env.JWT_SECRET ?? localSecret(opts.dataDir),
+    JWT_SECRET: process.env.JWT_SECRET || localSecret(opts.dataDir),
     ...(opts.port !== undefined ? { PORT: String(opts.port) } : {}),
   };
   const config = loadConfig(env);

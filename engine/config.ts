@@ -65,6 +65,9 @@ export function loadConfig(env: Env = process.env) {
   if (storageDriver === 's3' && !cdnBaseUrl) throw new ConfigError('CDN_BASE_URL', 'is required when STORAGE=s3 (public URLs are CDN_BASE_URL + key)');
   const jwtSecret = read(env, 'JWT_SECRET');
   if (jwtSecret !== undefined && jwtSecret.length < 32) throw new ConfigError('JWT_SECRET', 'must be at least 32 characters');
+  const trustProxy = read(env, 'TRUST_PROXY');
+  if (trustProxy !== undefined && /^(true|yes|1)$/i.test(trustProxy))
+    throw new ConfigError('TRUST_PROXY', 'must be the proxy\'s address or CIDR range (e.g. 10.0.0.0/8), not "true": any client could then forge its IP');
   const logLevel = oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info');
 
   return {
@@ -77,6 +80,7 @@ export function loadConfig(env: Env = process.env) {
     publicUrl: trimSlash(url(env, 'PUBLIC_URL', ['http:', 'https:'], `http://127.0.0.1:${port}`)!),
     publicUrlSet: read(env, 'PUBLIC_URL') !== undefined,
     jwtSecret,
+    renderAttempts: int(env, 'RENDER_ATTEMPTS', 3, 1, 10),
     accessTokenTtlSeconds: int(env, 'ACCESS_TOKEN_TTL_SECONDS', 900, 60, 86_400),
     refreshTokenTtlSeconds: int(env, 'REFRESH_TOKEN_TTL_SECONDS', 30 * 86_400, 3600, 365 * 86_400),
     storage: {
@@ -93,13 +97,14 @@ export function loadConfig(env: Env = process.env) {
     worker: {
       id: read(env, 'WORKER_ID') ?? `${hostname()}-${process.pid}`,
       concurrency: int(env, 'WORKER_CONCURRENCY', 1, 1, 64),
-      attempts: int(env, 'RENDER_ATTEMPTS', 3, 1, 10),
       timeoutSeconds: int(env, 'RENDER_TIMEOUT_SECONDS', 900, 10, 86_400),
       x264Preset: oneOf(env, 'X264_PRESET', ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'] as const, 'veryfast'),
       assetsDir: resolve(read(env, 'ASSETS_DIR') ?? resolve(import.meta.dirname, '..', 'assets')),
       tmpDir: read(env, 'WORK_DIR'),
       metricsPort: int(env, 'WORKER_METRICS_PORT', 0, 0, 65535),
     },
+    /** Address range of the load balancer whose X-Forwarded-* headers are trusted. */
+    trustProxy,
     logLevel,
   };
 }

@@ -14,7 +14,7 @@ export const ERRORS = {
   unsupported_media_type: 415,
   rate_limited: 429,
   internal: 500,
-  unavailable: 503, // a dependency (Redis, DB) is down; safe to retry
+  unavailable: 503, // the render queue (Redis) is unreachable; nothing was created, safe to retry
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

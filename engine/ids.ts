@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
 /**
- * `vid_0mfz3k2a1c9e4b7f0a2d6e81` — a prefix that says what the id names, then
+ * `vid_0mwwdhgm18c0d7ea886f7fca7` — a prefix that says what the id names, then
  * the creation time in fixed-width base 36 (so ids sort by age, which makes
  * cursor pagination a plain `id <` comparison) and 64 random bits.
  */

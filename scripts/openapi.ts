@@ -24,7 +24,7 @@ const config = loadConfig({ DATA_DIR: dataDir, JWT_SECRET: randomBytes(32).toStr
 const db = await openDb({ dataDir });
 const redis = new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: () => null });
 redis.on('error', () => {});
-const queue = renderQueue(config.queueName, redis, config.worker.attempts);
+const queue = renderQueue(config.queueName, redis, config.renderAttempts);
 queue.on('error', () => {});
 
 try {

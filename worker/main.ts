@@ -31,6 +31,7 @@ export async function startWorker(config: Config, opts: { log?: Logger } = {}) {
       res.setHeader('content-type', metrics.registry.contentType);
       res.end(await metrics.registry.metrics());
     }).listen(config.worker.metricsPort);
+    metricsServer.on('error', (err) => log.error({ err, port: config.worker.metricsPort }, 'worker metrics server failed; rendering goes on'));
   }
   log.info({ ffmpeg: version, concurrency: config.worker.concurrency, queue: config.queueName }, 'worker started');
 
