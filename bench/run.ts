@@ -1,0 +1,41 @@
+// `npm run bench -- <name> [--json]`: each figure beside its baseline measured
+// in the same run on the same Redis, as a ratio.
+import { parseArgs } from 'node:util';
+import { queueBench } from './queue.js';
+
+export interface Figure {
+  bench: string;
+  metric: string;
+  value: number;
+  unit: string;
+  baseline?: number;
+  ratio?: number;
+  floor?: number;
+}
+
+const BENCHES: Record<string, (args: Record<string, string | boolean | undefined>) => AsyncGenerator<Figure>> = {
+  queue: queueBench,
+};
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { json: { type: 'boolean' }, jobs: { type: 'string' }, concurrency: { type: 'string' }, videos: { type: 'string' } },
+});
+const names = positionals.length ? positionals : Object.keys(BENCHES);
+let belowFloor = false;
+for (const name of names) {
+  const bench = BENCHES[name];
+  if (!bench) {
+    process.stderr.write(`unknown bench "${name}"; known: ${Object.keys(BENCHES).join(', ')}\n`);
+    process.exit(2);
+  }
+  for await (const f of bench(values)) {
+    if (f.floor !== undefined && f.ratio !== undefined && f.ratio < f.floor) belowFloor = true;
+    if (values.json) process.stdout.write(`${JSON.stringify(f)}\n`);
+    else {
+      const base = f.baseline !== undefined ? `  baseline ${f.baseline.toFixed(0)} ${f.unit}  ratio ${f.ratio!.toFixed(2)}${f.floor ? ` (floor ${f.floor})` : ''}` : '';
+      process.stdout.write(`${f.bench.padEnd(6)} ${f.metric.padEnd(34)} ${f.value.toFixed(0).padStart(7)} ${f.unit}${base}\n`);
+    }
+  }
+}
+process.exit(belowFloor ? 1 : 0);
