@@ -41,6 +41,14 @@ async function renderAndCheck(baseUrl: string, s3: boolean) {
   const mp4 = join(dir, 'out.mp4');
   const headers = await download(video.output.url, mp4);
   if (s3) assert.equal(headers.get('cache-control'), 'public, max-age=31536000, immutable');
+  else {
+    // Local media is served with range requests, so players can seek.
+    const part = await fetch(video.output.url, { headers: { range: 'bytes=0-99' } });
+    assert.equal(part.status, 206);
+    assert.match(part.headers.get('content-range') ?? '', /^bytes 0-99\/\d+$/);
+    assert.equal((await part.arrayBuffer()).byteLength, 100);
+    assert.match(headers.get('cache-control') ?? '', /immutable/);
+  }
   const info = await probe(mp4);
   assert.equal(info.video?.codec, 'h264');
   assert.equal(info.video?.pixFmt, 'yuv420p');
