@@ -97,6 +97,7 @@ export function loadConfig(env: Env = process.env) {
     worker: {
       id: read(env, 'WORKER_ID') ?? `${hostname()}-${process.pid}`,
       concurrency: int(env, 'WORKER_CONCURRENCY', 1, 1, 64),
+      lockSeconds: int(env, 'WORKER_LOCK_SECONDS', 30, 5, 600),
       timeoutSeconds: int(env, 'RENDER_TIMEOUT_SECONDS', 900, 10, 86_400),
       x264Preset: oneOf(env, 'X264_PRESET', ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'] as const, 'veryfast'),
       assetsDir: resolve(read(env, 'ASSETS_DIR') ?? resolve(import.meta.dirname, '..', 'assets')),

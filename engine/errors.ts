@@ -38,6 +38,7 @@ export class VgenError extends Error {
 
 /** Render failures a user reads on the video object. */
 export const RENDER_ERRORS = {
+  spec_invalid: 'The render spec is not valid.',
   asset_forbidden: 'An asset URL points to an address workers may not fetch.',
   asset_unavailable: 'An asset could not be downloaded.',
   asset_invalid: 'An asset is not a supported image or audio file.',

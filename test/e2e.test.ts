@@ -3,10 +3,12 @@
 // processes, storing to a local folder and to an S3-protocol server.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startApi } from '../api/server.js';
+import { renderQueue } from '../engine/queue.js';
 import { totalSeconds, type RenderSpec } from '../engine/spec.js';
 import { VgenClient } from '../cli/client.js';
 import { probe } from '../worker/ffmpeg.js';
@@ -75,11 +77,13 @@ for (const storage of ['fs', 's3'] as const) {
       const s3 = storage === 's3' ? await startS3() : undefined;
       // The S3 SDK reads credentials from process.env (its default chain).
       if (s3) Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
-      const config = configFrom(await testEnv(s3?.env));
+      const workDir = tempDir();
+      const config = configFrom(await testEnv({ ...s3?.env, WORK_DIR: workDir }));
       const api = await startApi(config);
       const worker = await startWorker(config);
       try {
         await renderAndCheck(api.url, !!s3);
+        assert.deepEqual(readdirSync(workDir), [], 'the job removed its temp folder');
       } finally {
         await worker.close();
         await api.close();
@@ -112,7 +116,8 @@ for (const storage of ['fs', 's3'] as const) {
 }
 
 test('a render that cannot succeed ends failed with a reason a user can read', async () => {
-  const config = configFrom(await testEnv({ RENDER_ATTEMPTS: '1' }));
+  const workDir = tempDir();
+  const config = configFrom(await testEnv({ RENDER_ATTEMPTS: '1', WORK_DIR: workDir }));
   const api = await startApi(config);
   const worker = await startWorker(config);
   try {
@@ -124,6 +129,20 @@ test('a render that cannot succeed ends failed with a reason a user can read', a
     assert.equal(video.output, null);
     assert.equal(video.error?.code, 'asset_unavailable');
     assert.match(video.error?.message ?? '', /assets\.invalid/);
+    assert.deepEqual(readdirSync(workDir), [], 'the failed job removed its temp folder too');
+
+    // A job enqueued by something other than the API is checked again: a bad
+    // spec fails at once, without retries, and nothing is fetched or rendered.
+    const queue = renderQueue(config.queueName, { url: config.redisUrl }, 3);
+    try {
+      const job = await queue.add('render', { videoId: 'vid_direct', spec: { ...spec, scenes: [] } }, { jobId: 'vid_direct' });
+      for (let i = 0; i < 100 && !(await job.isFailed()); i++) await sleep(50);
+      const failed = await queue.getJob('vid_direct');
+      assert.match(failed?.failedReason ?? '', /^spec_invalid: .*scenes/);
+      assert.equal(failed?.attemptsMade, 1);
+    } finally {
+      await queue.close();
+    }
   } finally {
     await worker.close();
     await api.close();

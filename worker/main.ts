@@ -21,6 +21,7 @@ export async function startWorker(config: Config, opts: { log?: Logger } = {}) {
     queueName: config.queueName,
     connection,
     concurrency: config.worker.concurrency,
+    lockSeconds: config.worker.lockSeconds,
     log,
     processor: renderProcessor({ config, storage: createStorage(config), fontFile, log, metrics }),
   });

@@ -10,6 +10,7 @@ import { RENDER_ERRORS, RenderError } from '../engine/errors.js';
 import type { Logger } from '../engine/log.js';
 import type { Metrics } from '../engine/metrics.js';
 import type { RenderJobData, RenderResult } from '../engine/queue.js';
+import { parseSpec, type RenderSpec } from '../engine/spec.js';
 import { outputKey, type Storage } from '../engine/storage.js';
 import { fetchAssets } from './assets.js';
 import { renderVideo } from './ffmpeg.js';
@@ -49,6 +50,14 @@ function jobError(err: unknown, timedOut: boolean): Error {
   return new Error(`render_failed: ${RENDER_ERRORS.render_failed}`);
 }
 
+function checkedSpec(input: unknown): RenderSpec {
+  try {
+    return parseSpec(input);
+  } catch (err) {
+    throw new RenderError('spec_invalid', `${RENDER_ERRORS.spec_invalid} ${(err as Error).message}`, false);
+  }
+}
+
 export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, RenderResult> {
   const { config, storage } = deps;
   return async (job, _token, jobSignal) => {
@@ -70,9 +79,11 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
       }
     };
     try {
-      const assets = await timed('fetch', () => fetchAssets(job.data.spec, dir, { assetsDir: config.worker.assetsDir, signal }));
+      // The queue is an API boundary too: anything could have enqueued this.
+      const spec = checkedSpec(job.data.spec);
+      const assets = await timed('fetch', () => fetchAssets(spec, dir, { assetsDir: config.worker.assetsDir, signal }));
       const out = await timed('render', () => renderVideo({
-        spec: job.data.spec,
+        spec,
         assets,
         workDir: dir,
         fontFile: deps.fontFile,
