@@ -1,15 +1,15 @@
 // /v1/videos: submit a render spec, read one video, list your own.
-import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { Queue } from 'bullmq';
-import type { Db } from '../engine/db.js';
+import type { Db, Queryable } from '../engine/db.js';
 import { VgenError } from '../engine/errors.js';
 import { newId } from '../engine/ids.js';
 import type { RenderJobData, RenderResult } from '../engine/queue.js';
 import { RenderSpec, checkSpecRules } from '../engine/spec.js';
 import type { Storage } from '../engine/storage.js';
+import { claimKey, releaseKey, requestHash, storeResponse } from './idempotency.js';
 import { ErrorBody, VideoBody } from './schemas.js';
 import { deleteQueuedVideo, getVideo, insertVideo, listVideos, type VideoRow, type Visibility } from './video-store.js';
 
@@ -106,34 +106,26 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
     const userId = req.auth!.id;
     const visibility: Visibility = (req.query as { visibility?: Visibility }).visibility ?? 'public';
     const key = (req.headers as { 'idempotency-key'?: string })['idempotency-key'];
-    const requestHash = createHash('sha256').update(JSON.stringify([spec, visibility])).digest('hex');
     const id = newId('vid');
+    const create = async (q: Queryable) => present(await insertVideo(q, { id, userId, spec, visibility }));
 
-    // The key claim, the row and the stored response commit together.
-    const outcome = await db.tx(async (q) => {
-      if (key) {
-        const claimed = await q.query(
-          'INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING key',
-          [userId, key, requestHash],
-        );
-        if (claimed.length === 0) {
-          const [prior] = await q.query<{ request_hash: string; response_body: VideoBody }>(
-            'SELECT request_hash, response_body FROM idempotency_keys WHERE user_id = $1 AND key = $2',
-            [userId, key],
-          );
-          if (prior!.request_hash !== requestHash)
-            throw new VgenError('idempotency_key_reused', 'this Idempotency-Key was used with a different request', 'idempotency-key');
-          return { body: prior!.response_body, replayed: true };
-        }
-      }
-      const row = await insertVideo(q, { id, userId, spec, visibility });
-      const body = await present(row);
-      if (key)
-        await q.query('UPDATE idempotency_keys SET response_status = 202, response_body = $3 WHERE user_id = $1 AND key = $2', [userId, key, JSON.stringify(body)]);
-      return { body, replayed: false };
-    });
-    // Only accepted submissions store a response, so a replay is always a 202.
-    if (outcome.replayed) return reply.status(202).header('idempotent-replayed', 'true').send(outcome.body);
+    // With a key, the claim, the row and the stored response commit together;
+    // without one, a single INSERT is the whole write.
+    let body: VideoBody;
+    if (key) {
+      const outcome = await db.tx(async (q) => {
+        const prior = await claimKey<VideoBody>(q, userId, key, requestHash([spec, visibility]));
+        if (prior) return { body: prior, replayed: true };
+        const created = await create(q);
+        await storeResponse(q, userId, key, 202, created);
+        return { body: created, replayed: false };
+      });
+      // Only accepted submissions store a response, so a replay is always a 202.
+      if (outcome.replayed) return reply.status(202).header('idempotent-replayed', 'true').send(outcome.body);
+      body = outcome.body;
+    } else {
+      body = await create(db);
+    }
 
     try {
       await enqueueWithin(queue, { videoId: id, spec }, ENQUEUE_TIMEOUT_MS);
@@ -142,11 +134,11 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
       // Nothing may wait for a job that does not exist: undo the row and the key.
       await db.tx(async (q) => {
         await deleteQueuedVideo(q, id);
-        if (key) await q.query('DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2', [userId, key]);
+        if (key) await releaseKey(q, userId, key);
       });
       throw new VgenError('unavailable', 'the render queue is unavailable; nothing was created, retry later');
     }
-    return reply.status(202).send(outcome.body);
+    return reply.status(202).send(body);
   });
 
   app.get('/v1/videos/:id', {

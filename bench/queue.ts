@@ -5,6 +5,7 @@
 // BullMQ → runtime → settler → Postgres).
 import { randomBytes } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
+import Fastify from 'fastify';
 import pg from 'pg';
 import { startApi } from '../api/server.js';
 import { loadConfig } from '../engine/config.js';
@@ -61,6 +62,46 @@ export async function* queueBench(args: Record<string, string | boolean | undefi
   yield* endToEnd(Number(args.videos ?? 2_000));
 }
 
+/** POST the same spec `n` times from 32 concurrent clients; seconds taken. */
+async function submitAll(base: string, n: number, headers: Record<string, string>): Promise<number> {
+  const body = JSON.stringify(DATA.spec);
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    while (next++ < n) {
+      const res = await fetch(`${base}/v1/videos`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+      if (res.status !== 202) throw new Error(`submit: ${res.status} ${await res.text()}`);
+    }
+  }));
+  return (performance.now() - t0) / 1000;
+}
+
+/**
+ * The baseline: what a hand-written bare Fastify route does for a submit, with
+ * no auth, validation, idempotency or video object: INSERT the spec, enqueue.
+ */
+async function bareApi(dbUrl: string): Promise<string> {
+  const pool = new pg.Pool({ connectionString: dbUrl, max: 10 });
+  await pool.query('CREATE TABLE IF NOT EXISTS bare_videos (id text PRIMARY KEY, spec jsonb NOT NULL)');
+  const queue = new Queue(`bare-${randomBytes(4).toString('hex')}`, { connection: { url: REDIS_URL }, prefix: QUEUE_PREFIX });
+  const app = Fastify();
+  app.post('/v1/videos', async (req, reply) => {
+    const id = `vid_${randomBytes(12).toString('hex')}`;
+    await pool.query('INSERT INTO bare_videos (id, spec) VALUES ($1, $2)', [id, JSON.stringify(req.body)]);
+    await queue.add('render', { videoId: id, spec: req.body }, { jobId: id });
+    return reply.status(202).send({ id });
+  });
+  app.addHook('onClose', async () => {
+    await queue.obliterate({ force: true });
+    await queue.close();
+    await pool.end();
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  bareApps.push(app);
+  return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+}
+const bareApps: { close(): Promise<unknown> }[] = [];
+
 /** Videos accepted by the API and settled in Postgres per second. */
 async function* endToEnd(videos: number): AsyncGenerator<Figure> {
   const dbName = `vgen_bench_${randomBytes(4).toString('hex')}`;
@@ -75,34 +116,37 @@ async function* endToEnd(videos: number): AsyncGenerator<Figure> {
     JWT_SECRET: randomBytes(32).toString('hex'), DATA_DIR: `/tmp/${dbName}`,
   });
   const api = await startApi(config);
-  const worker = startRuntime({ queueName, connection, concurrency: 50, log: api.log, processor: async () => RESULT });
+  let worker: ReturnType<typeof startRuntime> | undefined;
+  const settled = async (n: number) => {
+    for (;;) {
+      const [{ c }] = (await api.db.query<{ c: number }>(`SELECT count(*)::int AS c FROM videos WHERE status = 'succeeded'`)) as [{ c: number }];
+      if (c >= n) return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
   try {
     const reg = await fetch(`${api.url}/v1/auth/register`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ email: 'bench@example.com', password: 'bench-password' }),
     });
     const { accessToken } = (await reg.json()) as { accessToken: string };
-    const body = JSON.stringify(DATA.spec);
-    const headers = { 'content-type': 'application/json', authorization: `Bearer ${accessToken}` };
+    const headers = { authorization: `Bearer ${accessToken}` };
+
+    // Submits alone (no worker yet), against the bare route on the same Postgres and Redis.
+    const baseline = videos / (await submitAll(await bareApi(dbUrl.toString()), videos, {}));
+    const accepted = videos / (await submitAll(api.url, videos, headers));
+    yield { bench: 'queue', metric: 'API submits accepted (32 clients)', value: accepted, unit: 'videos/s', baseline, ratio: accepted / baseline };
+
+    // Then the whole path with a worker running: HTTP → row → job → runtime → settler → row.
+    worker = startRuntime({ queueName, connection, concurrency: 50, log: api.log, processor: async () => RESULT });
+    await settled(videos);
     const t0 = performance.now();
-    let next = 0;
-    await Promise.all(Array.from({ length: 32 }, async () => {
-      while (next++ < videos) {
-        const res = await fetch(`${api.url}/v1/videos`, { method: 'POST', headers, body });
-        if (res.status !== 202) throw new Error(`submit: ${res.status} ${await res.text()}`);
-      }
-    }));
-    const accepted = (performance.now() - t0) / 1000;
-    for (;;) {
-      const [{ n }] = await api.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM videos WHERE status = 'succeeded'`) as [{ n: number }];
-      if (n >= videos) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const settled = (performance.now() - t0) / 1000;
-    yield { bench: 'queue', metric: 'API submits accepted (32 clients)', value: videos / accepted, unit: 'videos/s' };
-    yield { bench: 'queue', metric: 'API accepted→settled, end to end', value: videos / settled, unit: 'videos/s' };
+    await submitAll(api.url, videos, headers);
+    await settled(2 * videos);
+    yield { bench: 'queue', metric: 'API accepted→settled, end to end', value: videos / ((performance.now() - t0) / 1000), unit: 'videos/s' };
   } finally {
-    await worker.close();
+    for (const app of bareApps.splice(0)) await app.close();
+    await worker?.close();
     await api.close();
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await admin.end();
