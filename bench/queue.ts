@@ -147,6 +147,9 @@ async function* endToEnd(videos: number): AsyncGenerator<Figure> {
   } finally {
     for (const app of bareApps.splice(0)) await app.close();
     await worker?.close();
+    const queue = new Queue(queueName, { connection, prefix: QUEUE_PREFIX });
+    await queue.obliterate({ force: true });
+    await queue.close();
     await api.close();
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await admin.end();

@@ -2,6 +2,7 @@
 // in the same run on the same Redis, as a ratio.
 import { parseArgs } from 'node:util';
 import { queueBench } from './queue.js';
+import { renderBench } from './render.js';
 
 export interface Figure {
   bench: string;
@@ -15,6 +16,7 @@ export interface Figure {
 
 const BENCHES: Record<string, (args: Record<string, string | boolean | undefined>) => AsyncGenerator<Figure>> = {
   queue: queueBench,
+  render: renderBench,
 };
 
 const { values, positionals } = parseArgs({
