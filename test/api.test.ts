@@ -72,7 +72,9 @@ describe('accounts', () => {
     const none = `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims)}.`;
     const head = b64({ alg: 'HS256', typ: 'JWT' });
     const forged = `${head}.${b64(claims)}.${createHmac('sha256', 'x'.repeat(32)).update(`${head}.${b64(claims)}`).digest('base64url')}`;
-    for (const token of [undefined, 'garbage', none, forged, 'vgk_notakey']) {
+    const expiredClaims = b64({ ...claims, exp: Math.floor(Date.now() / 1000) - 60 });
+    const expired = `${head}.${expiredClaims}.${createHmac('sha256', env.JWT_SECRET!).update(`${head}.${expiredClaims}`).digest('base64url')}`;
+    for (const token of [undefined, 'garbage', none, forged, expired, 'vgk_notakey']) {
       const res = await get('/v1/videos', token);
       assert.equal(res.status, 401, `token ${token}`);
       assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'unauthorized');
