@@ -7,23 +7,20 @@ import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { startApi, type RunningApi } from '../api/server.js';
-import { renderQueue } from '../engine/queue.js';
-import { configFrom, onCleanup, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
+import { configFrom, openQueue, onCleanup, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
 
 let api: RunningApi;
 let base: string;
 let env: Record<string, string>;
-let queue: ReturnType<typeof renderQueue>;
+let queue: ReturnType<typeof openQueue>;
 
 before(async () => {
   env = await testEnv();
   api = await startApi(configFrom(env));
   base = api.url;
-  queue = renderQueue(env.QUEUE_NAME!, { url: env.REDIS_URL! }, 1);
+  queue = openQueue(env);
 });
 after(async () => {
-  await queue.obliterate({ force: true });
-  await queue.close();
   await api.close();
   await runCleanups();
 });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import S3rver from 's3rver';
 import { loadConfig } from '../engine/config.js';
+import { renderQueue } from '../engine/queue.js';
 
 export const ADMIN_DB_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -69,9 +70,16 @@ export async function startS3(): Promise<{ endpoint: string; bucket: string; env
 
 /** Environment for one test system: its own queue, data dir and database. */
 export async function testEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  const queueName = uniqueName('t');
+  // Registered first, so it runs last: the queue's keys leave Redis after every process using them closed.
+  onCleanup(async () => {
+    const queue = renderQueue(queueName, { url: REDIS_URL }, 1);
+    await queue.obliterate({ force: true });
+    await queue.close();
+  });
   return {
     REDIS_URL,
-    QUEUE_NAME: uniqueName('t'),
+    QUEUE_NAME: queueName,
     DATA_DIR: tempDir(),
     DATABASE_URL: await freshDatabase(),
     JWT_SECRET: randomBytes(32).toString('hex'),
@@ -83,6 +91,13 @@ export async function testEnv(extra: Record<string, string> = {}): Promise<Recor
 }
 
 export const configFrom = (env: Record<string, string>) => loadConfig(env);
+
+/** A handle on a test system's render queue, closed at cleanup. */
+export function openQueue(env: Record<string, string>) {
+  const queue = renderQueue(env.QUEUE_NAME!, { url: env.REDIS_URL! }, 1);
+  onCleanup(() => queue.close());
+  return queue;
+}
 
 /** Register a fresh user through the API; returns its access token and id. */
 export async function registerUser(baseUrl: string): Promise<{ token: string; id: string; email: string; password: string }> {

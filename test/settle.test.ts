@@ -8,16 +8,16 @@ import { startApi, type RunningApi } from '../api/server.js';
 import { getVideo, markFailed, markSucceeded } from '../api/video-store.js';
 import { RenderError } from '../engine/errors.js';
 import { createLogger } from '../engine/log.js';
-import { renderQueue, type RenderResult } from '../engine/queue.js';
+import type { RenderResult } from '../engine/queue.js';
 import { VgenClient } from '../cli/client.js';
 import { startRuntime } from '../worker/runtime.js';
-import { configFrom, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
+import { configFrom, openQueue, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
 import type { RenderSpec } from '../engine/spec.js';
 
 let api: RunningApi;
 let env: Record<string, string>;
 let client: VgenClient;
-let queue: ReturnType<typeof renderQueue>;
+let queue: ReturnType<typeof openQueue>;
 const log = createLogger('silent');
 const fakeResult: RenderResult = { videoKey: 'videos/x/a.mp4', posterKey: 'videos/x/a.jpg', durationMs: 2000, width: 320, height: 180, bytes: 1 };
 
@@ -25,11 +25,9 @@ before(async () => {
   env = await testEnv({ RENDER_ATTEMPTS: '2' });
   api = await startApi(configFrom(env), { settleIntervalMs: 60_000 });
   client = new VgenClient(api.url, (await registerUser(api.url)).token);
-  queue = renderQueue(env.QUEUE_NAME!, { url: env.REDIS_URL! }, 1);
+  queue = openQueue(env);
 });
 after(async () => {
-  await queue.obliterate({ force: true });
-  await queue.close();
   await api.close();
   await runCleanups();
 });
