@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { probe } from '../worker/ffmpeg.js';
-import { freePort, onCleanup, runCleanups, tempDir, uniqueName } from './helpers.js';
+import { freePort, onCleanup, runCleanups, tempDir, uniqueQueue } from './helpers.js';
 
 after(runCleanups);
 const run = promisify(execFile);
@@ -20,7 +20,7 @@ const vgen = (args: string[], env: NodeJS.ProcessEnv = {}) =>
 test('vgen up renders examples/hello.json, then submit/status work against it, and Ctrl-C stops it', { timeout: 120_000 }, async () => {
   const dataDir = tempDir();
   const port = await freePort();
-  const env = { ...process.env, QUEUE_NAME: uniqueName('cli'), LOG_LEVEL: 'warn', JWT_SECRET: '', DATABASE_URL: '' };
+  const env = { ...process.env, QUEUE_NAME: uniqueQueue('cli'), LOG_LEVEL: 'warn', JWT_SECRET: '', DATABASE_URL: '' };
   const up = spawn(process.execPath, ['bin/vgen.js', 'up', '--port', String(port), '--data-dir', dataDir, '--workers', '1', '--submit', 'examples/hello.json'], { env });
   onCleanup(() => void up.kill('SIGKILL'));
   let out = '';

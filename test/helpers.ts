@@ -68,15 +68,23 @@ export async function startS3(): Promise<{ endpoint: string; bucket: string; env
   };
 }
 
-/** Environment for one test system: its own queue, data dir and database. */
-export async function testEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
-  const queueName = uniqueName('t');
-  // Registered first, so it runs last: the queue's keys leave Redis after every process using them closed.
+/**
+ * A queue name of this test's own. Its cleanup is registered first, so it runs
+ * last: the keys leave Redis after every process using them has closed.
+ */
+export function uniqueQueue(prefix: string): string {
+  const name = uniqueName(prefix);
   onCleanup(async () => {
-    const queue = renderQueue(queueName, { url: REDIS_URL }, 1);
+    const queue = renderQueue(name, { url: REDIS_URL }, 1);
     await queue.obliterate({ force: true });
     await queue.close();
   });
+  return name;
+}
+
+/** Environment for one test system: its own queue, data dir and database. */
+export async function testEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  const queueName = uniqueQueue('t');
   return {
     REDIS_URL,
     QUEUE_NAME: queueName,
