@@ -40,6 +40,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     trustProxy: config.trustProxy ?? false,
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
+  // The API speaks JSON only: any other body is a 415, not a string the schema then refuses.
+  app.removeContentTypeParser('text/plain');
   registerErrorHandling(app);
   observeRequests(app, deps.metrics);
 

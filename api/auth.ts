@@ -13,12 +13,15 @@ import { createUser, findUserByApiKey, findUserByEmail, findUserById, verifyPass
 
 declare module 'fastify' {
   interface FastifyRequest {
-    auth: User | null;
+    /** Who is calling: set by app.authenticate on protected routes. */
+    auth: Caller | null;
   }
   interface FastifyInstance {
     authenticate: (req: FastifyRequest) => Promise<void>;
   }
 }
+
+export type Caller = Pick<User, 'id' | 'role'>;
 
 interface Claims {
   sub: string;
@@ -63,7 +66,7 @@ export const authPlugin = fp(async (app: FastifyInstance, opts: { db: Db; secret
       return;
     }
     const claims = verify(token, 'access');
-    req.auth = { id: claims.sub, email: '', role: claims.role };
+    req.auth = { id: claims.sub, role: claims.role };
   });
 
   const errors = { 400: ErrorBody, 401: ErrorBody, 409: ErrorBody };

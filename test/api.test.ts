@@ -210,6 +210,9 @@ describe('bad input is a 400 naming the field, and nothing is stored or enqueued
     assert.equal(((await list.json()) as { error: { field: string } }).error.field, 'limit');
     const key = await post('/v1/videos', smallSpec(), u.token, { 'idempotency-key': 'x'.repeat(300) });
     assert.equal(key.status, 400);
+    const text = await fetch(`${base}/v1/videos`, { method: 'POST', headers: { 'content-type': 'text/plain', authorization: `Bearer ${u.token}` }, body: 'hello' });
+    assert.equal(text.status, 415);
+    assert.equal(((await text.json()) as { error: { code: string } }).error.code, 'unsupported_media_type');
     const short = await post('/v1/auth/register', { email: 'not-an-email', password: 'short' });
     assert.equal(short.status, 400);
     assert.equal(((await short.json()) as { error: { field: string } }).error.field, 'email');
