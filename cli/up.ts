@@ -9,6 +9,8 @@ import { createApiKey, createUser, findUserByEmail } from '../api/users.js';
 import { LocalWorkerPool } from '../autoscaler/local.js';
 import { loadConfig } from '../engine/config.js';
 import type { Db } from '../engine/db.js';
+import { VgenError } from '../engine/errors.js';
+import { connectRedis, whenReady } from '../engine/redis.js';
 
 export const OPERATOR_EMAIL = 'operator@vgen.local';
 
@@ -26,6 +28,18 @@ export async function writeOperatorToken(db: Db, dir: string): Promise<string> {
   const token = await createApiKey(db, user!.id);
   writeFileSync(join(dir, 'token'), `${token}\n`, { mode: 0o600 });
   return token;
+}
+
+/** One machine means one Redis we depend on: say so plainly if it is not there. */
+async function requireRedis(url: string): Promise<void> {
+  const redis = connectRedis(url, 'producer');
+  try {
+    await whenReady(redis, 3_000);
+  } catch {
+    throw new VgenError('unavailable', `no Redis answers at ${url}; start one (\`redis-server --daemonize yes\`, or \`npm start\` does it) or set REDIS_URL`);
+  } finally {
+    redis.disconnect();
+  }
 }
 
 export interface UpOptions {
@@ -51,6 +65,7 @@ export async function up(opts: UpOptions): Promise<RunningSystem> {
     ...(opts.port !== undefined ? { PORT: String(opts.port) } : {}),
   };
   const config = loadConfig(env);
+  await requireRedis(config.redisUrl);
   const api = await startApi(config);
   const token = await writeOperatorToken(api.db, opts.dataDir);
   const pool = new LocalWorkerPool({

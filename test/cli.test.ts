@@ -68,6 +68,9 @@ test('usage errors are one clear line', async () => {
   const missing = await vgen(['submit']);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /usage: vgen submit/);
+  const noRedis = await vgen(['up', '--data-dir', tempDir(), '--port', '0'], { REDIS_URL: 'redis://127.0.0.1:1' });
+  assert.equal(noRedis.code, 1);
+  assert.match(noRedis.stderr, /no Redis answers at redis:\/\/127\.0\.0\.1:1/);
   const noApi = await vgen(['status', 'vid_x', '--api', 'http://127.0.0.1:1', '--token', 't']);
   assert.equal(noApi.code, 1);
   assert.match(noApi.stderr, /cannot reach the vgen API/);
