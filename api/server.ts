@@ -21,7 +21,11 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-export async function startApi(config: Config, opts: { log?: Logger; settleIntervalMs?: number } = {}): Promise<RunningApi> {
+/** settle* options tune the reconciler (tests shorten them; production keeps the defaults). */
+export async function startApi(
+  config: Config,
+  opts: { log?: Logger; settleIntervalMs?: number; settleStaleSeconds?: number } = {},
+): Promise<RunningApi> {
   if (!config.jwtSecret) throw new ConfigError('JWT_SECRET', 'is required for the API (at least 32 random characters)');
   const log = opts.log ?? createLogger(config.logLevel, { role: 'api' });
   const db = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
@@ -41,6 +45,7 @@ export async function startApi(config: Config, opts: { log?: Logger; settleInter
     // QueueEvents blocks on XREAD, so it needs its own connection that may wait.
     connection: { url: config.redisUrl, maxRetriesPerRequest: null },
     intervalMs: opts.settleIntervalMs,
+    staleSeconds: opts.settleStaleSeconds,
   });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
