@@ -1,6 +1,5 @@
 // The Fastify application, built from plugins: a route group per resource.
 // It validates, persists, enqueues and answers; it never renders.
-import fastifyStatic from '@fastify/static';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -10,13 +9,16 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../engine/config.js';
 import type { Db } from '../engine/db.js';
 import type { Logger } from '../engine/log.js';
+import { mediaSigningKey } from '../engine/media-url.js';
 import type { Metrics } from '../engine/metrics.js';
 import type { RenderJobData, RenderResult } from '../engine/queue.js';
 import type { Storage } from '../engine/storage.js';
 import { authPlugin } from './auth.js';
-import { registerErrorHandling } from './errors.js';
+import { clientErrorHandler, frameworkErrors, registerErrorHandling } from './errors.js';
 import { healthRoutes, observeRequests } from './health.js';
-import { validatorCompiler } from './validation.js';
+import { mediaRoutes } from './media.js';
+import { opsRoutes } from './ops.js';
+import { guardStrings, validatorCompiler } from './validation.js';
 import { videoRoutes } from './videos.js';
 
 export interface AppDeps {
@@ -38,8 +40,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     // Behind a load balancer, set TRUST_PROXY to its address range, never `true`.
     trustProxy: config.trustProxy ?? false,
+    // Errors raised before routing, or by Node's HTTP parser, answer in the API's error shape too.
+    frameworkErrors,
+    clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
+  guardStrings(app);
   // The API speaks JSON only: any other body is a 415, not a string the schema then refuses.
   app.removeContentTypeParser('text/plain');
   registerErrorHandling(app);
@@ -58,21 +64,22 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     secret: config.jwtSecret!,
     accessTtl: config.accessTokenTtlSeconds,
     refreshTtl: config.refreshTokenTtlSeconds,
+    redisUrl: config.redisUrl,
+    namespace: config.queueName,
+    rateLimits: config.authRateLimit,
+    passwordHashing: config.passwordHashing,
   });
   await app.register(healthRoutes, { db: deps.db, redis: deps.redis, metrics: deps.metrics });
-  await app.register(videoRoutes, { db: deps.db, queue: deps.queue, storage: deps.storage });
+  await app.register(videoRoutes, {
+    db: deps.db, queue: deps.queue, storage: deps.storage, redis: deps.redis,
+    mediaUrlTtlSeconds: config.storage.mediaUrlTtlSeconds,
+  });
+
+  await app.register(opsRoutes, { db: deps.db, redis: deps.redis, queue: deps.queue, queueName: config.queueName });
 
   if (deps.storage.driver === 'fs') {
-    // Local media with range requests; keys never change, so caches may keep them forever.
-    await app.register(fastifyStatic, {
-      root: config.storage.mediaDir,
-      prefix: '/media/',
-      index: false,
-      immutable: true,
-      maxAge: '365d',
-      decorateReply: false,
-      schemaHide: true,
-    });
+    // Local media with range requests: public keys to anyone, private keys only through signed URLs.
+    await app.register(mediaRoutes, { prefix: '/media', mediaDir: config.storage.mediaDir, signingKey: mediaSigningKey(config.jwtSecret!) });
   }
   return app;
 }

@@ -1,15 +1,23 @@
 // Accounts and authentication. Access tokens are short-lived HS256 JWTs (the
 // algorithm is pinned: @fastify/jwt would otherwise accept any, `none`
-// included); refresh tokens are JWTs of a different type; `vgk_…` API keys
-// are long-lived tokens for operators and scripts.
+// included); refresh tokens are JWTs of a different type that rotate: each is
+// recorded in refresh_tokens and can be traded once, and trading one twice
+// revokes its whole family (OAuth 2.0 Security BCP, refresh token rotation).
+// `vgk_…` API keys are long-lived tokens for operators and scripts.
+// Register and login are rate-limited per address and per email (rate-limit.ts),
+// and the password hashing behind them is bounded per process (users.ts).
+import { randomBytes } from 'node:crypto';
 import fastifyJwt from '@fastify/jwt';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Type } from '@sinclair/typebox';
-import type { Db } from '../engine/db.js';
+import type { Db, Queryable } from '../engine/db.js';
 import { VgenError } from '../engine/errors.js';
+import { authRateLimits, type AuthRateLimits } from './rate-limit.js';
 import { Credentials, ErrorBody, Tokens } from './schemas.js';
-import { createUser, findUserByApiKey, findUserByEmail, findUserById, verifyPassword, type User } from './users.js';
+import {
+  createUser, findUserByApiKey, findUserByEmail, findUserById, HashingBusy, limitPasswordHashing, normalizeEmail, verifyPassword, type User,
+} from './users.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -27,23 +35,61 @@ interface Claims {
   sub: string;
   role: User['role'];
   typ: 'access' | 'refresh';
+  /** Refresh tokens only: this token's id and its family's (one sign-in). */
+  jti?: string;
+  fam?: string;
 }
+
+export interface AuthOptions {
+  db: Db;
+  secret: string;
+  accessTtl: number;
+  refreshTtl: number;
+  /** Sign-in rate limits live in this Redis, under a namespace (the queue name) that API replicas share. */
+  redisUrl: string;
+  namespace: string;
+  rateLimits: AuthRateLimits;
+  passwordHashing: { concurrency: number; queue: number };
+}
+
+/** `Authorization: Bearer <token>`; the scheme is case-insensitive (RFC 7235 §2.1). */
+export function bearerToken(header: string | undefined): string | undefined {
+  return header ? /^bearer[ \t]+(\S+)[ \t]*$/i.exec(header)?.[1] : undefined;
+}
+
+const tokenId = () => randomBytes(16).toString('base64url');
+const TURNED_AWAY = Symbol('turned away');
 
 // A fixed hash to compare against when the email is unknown, so a login takes
 // the same time whether or not the account exists.
 const DUMMY_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
 
-export const authPlugin = fp(async (app: FastifyInstance, opts: { db: Db; secret: string; accessTtl: number; refreshTtl: number }) => {
+export const authPlugin = fp(async (app: FastifyInstance, opts: AuthOptions) => {
   const { db } = opts;
   await app.register(fastifyJwt, { secret: opts.secret, sign: { algorithm: 'HS256' }, verify: { algorithms: ['HS256'] } });
   app.decorateRequest('auth', null);
+  limitPasswordHashing(opts.passwordHashing);
+  const limits = await authRateLimits(app, { redisUrl: opts.redisUrl, namespace: opts.namespace, limits: opts.rateLimits, log: app.log });
 
-  const tokensFor = (user: User) => ({
-    user,
-    accessToken: app.jwt.sign({ sub: user.id, role: user.role, typ: 'access' } satisfies Claims, { expiresIn: opts.accessTtl }),
-    refreshToken: app.jwt.sign({ sub: user.id, role: user.role, typ: 'refresh' } satisfies Claims, { expiresIn: opts.refreshTtl }),
-    expiresIn: opts.accessTtl,
-  });
+  /** New tokens; the refresh token is recorded first, in `family` (a new one at sign-in). */
+  const tokensFor = async (user: User, q: Queryable = db, family = tokenId()) => {
+    const jti = tokenId();
+    await q.query(
+      `INSERT INTO refresh_tokens (jti, family_id, user_id, expires_at) VALUES ($1, $2, $3, now() + $4::int * interval '1 second')`,
+      [jti, family, user.id, opts.refreshTtl],
+    );
+    return {
+      user,
+      accessToken: app.jwt.sign({ sub: user.id, role: user.role, typ: 'access' } satisfies Claims, { expiresIn: opts.accessTtl }),
+      refreshToken: app.jwt.sign({ sub: user.id, role: user.role, typ: 'refresh', jti, fam: family } satisfies Claims, { expiresIn: opts.refreshTtl }),
+      expiresIn: opts.accessTtl,
+    };
+  };
+  /** A sign-in starts a family; the user's expired tokens go at the same time. */
+  const signIn = async (user: User) => {
+    await db.query('DELETE FROM refresh_tokens WHERE user_id = $1 AND expires_at < now()', [user.id]);
+    return tokensFor(user);
+  };
 
   const verify = (token: string, typ: Claims['typ']): Claims => {
     let claims: Claims;
@@ -57,8 +103,7 @@ export const authPlugin = fp(async (app: FastifyInstance, opts: { db: Db; secret
   };
 
   app.decorate('authenticate', async (req: FastifyRequest) => {
-    const header = req.headers.authorization;
-    const token = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+    const token = bearerToken(req.headers.authorization);
     if (!token) throw new VgenError('unauthorized', 'send Authorization: Bearer <token>');
     if (token.startsWith('vgk_')) {
       req.auth = await findUserByApiKey(db, token);
@@ -70,36 +115,96 @@ export const authPlugin = fp(async (app: FastifyInstance, opts: { db: Db; secret
   });
 
   const errors = { 400: ErrorBody, 401: ErrorBody, 409: ErrorBody };
+  const signInErrors = { ...errors, 429: ErrorBody, 503: ErrorBody };
+
+  // Sign-in routes: the address is counted before the body is read; the email
+  // is normalized (NFKC) before the schema checks it, and counted once valid,
+  // before any password is hashed.
+  const signInHooks = {
+    onRequest: limits.perIp,
+    preValidation: async (req: FastifyRequest) => {
+      const body = req.body as { email?: unknown } | null;
+      if (body && typeof body === 'object' && typeof body.email === 'string') body.email = normalizeEmail(body.email);
+    },
+    preHandler: async (req: FastifyRequest, reply: FastifyReply) => limits.perAccount(req, reply, (req.body as Credentials).email),
+  };
+  // The bound on password hashing turned a sign-in away: 503 with Retry-After,
+  // answered here rather than thrown, so a flood does not log a line per request
+  // (the error handler logs every 5xx); one summary line every 10 s instead.
+  let turnedAway = 0;
+  let lastReport = 0;
+  const busy = <T>(reply: FastifyReply, work: Promise<T>): Promise<T | typeof TURNED_AWAY> =>
+    work.catch((err: unknown) => {
+      if (!(err instanceof HashingBusy)) throw err;
+      turnedAway++;
+      if (Date.now() - lastReport > 10_000) {
+        app.log.warn({ turnedAway }, 'password checks are saturated; sign-ins answered 503');
+        lastReport = Date.now();
+        turnedAway = 0;
+      }
+      void reply.status(503).header('retry-after', String(err.retryAfterSeconds)).send({ error: err.toJSON() });
+      return TURNED_AWAY;
+    });
 
   app.post('/v1/auth/register', {
-    schema: { tags: ['auth'], summary: 'Create an account', body: Credentials, response: { 201: Tokens, ...errors } },
+    schema: { tags: ['auth'], summary: 'Create an account', body: Credentials, response: { 201: Tokens, ...signInErrors } },
+    ...signInHooks,
   }, async (req, reply) => {
     const { email, password } = req.body as Credentials;
-    const user = await createUser(db, email, password);
+    const user = await busy(reply, createUser(db, email, password));
+    if (user === TURNED_AWAY) return reply;
     if (!user) throw new VgenError('conflict', 'an account with this email exists', 'email');
-    return reply.status(201).send(tokensFor(user));
+    return reply.status(201).send(await signIn(user));
   });
 
   app.post('/v1/auth/login', {
-    schema: { tags: ['auth'], summary: 'Sign in', body: Credentials, response: { 200: Tokens, ...errors } },
-  }, async (req) => {
+    schema: { tags: ['auth'], summary: 'Sign in', body: Credentials, response: { 200: Tokens, ...signInErrors } },
+    ...signInHooks,
+  }, async (req, reply) => {
     const { email, password } = req.body as Credentials;
     const found = await findUserByEmail(db, email);
-    const ok = await verifyPassword(password, found?.password_hash ?? DUMMY_HASH);
+    const ok = await busy(reply, verifyPassword(password, found?.password_hash ?? DUMMY_HASH));
+    if (ok === TURNED_AWAY) return reply;
     if (!found || !ok) throw new VgenError('unauthorized', 'email or password is wrong');
-    return tokensFor({ id: found.id, email: found.email, role: found.role });
+    return signIn({ id: found.id, email: found.email, role: found.role });
   });
 
   app.post('/v1/auth/refresh', {
     schema: {
       tags: ['auth'], summary: 'Trade a refresh token for new tokens',
+      description: 'Each refresh token can be traded once, for a new pair. Presenting one that was already traded revokes every refresh token of that sign-in: sign in again.',
       body: Type.Object({ refreshToken: Type.String({ minLength: 1, maxLength: 4096 }) }, { additionalProperties: false }),
       response: { 200: Tokens, ...errors },
     },
   }, async (req) => {
     const claims = verify((req.body as { refreshToken: string }).refreshToken, 'refresh');
-    const user = await findUserById(db, claims.sub);
-    if (!user) throw new VgenError('unauthorized', 'account no longer exists');
-    return tokensFor(user);
+    if (!claims.jti) throw new VgenError('unauthorized', 'refresh token predates rotation; sign in again');
+    // Consume it: one conditional UPDATE, so of two concurrent trades exactly one wins.
+    const tokens = await db.tx(async (q) => {
+      const [row] = await q.query<{ user_id: string; family_id: string }>(
+        `UPDATE refresh_tokens SET used_at = now()
+         WHERE jti = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()
+         RETURNING user_id, family_id`,
+        [claims.jti],
+      );
+      if (!row) return null;
+      const user = await findUserById(q, row.user_id);
+      if (!user) throw new VgenError('unauthorized', 'account no longer exists');
+      return tokensFor(user, q, row.family_id);
+    });
+    if (tokens) return tokens;
+
+    const [row] = await db.query<{ family_id: string; used: boolean }>(
+      'SELECT family_id, used_at IS NOT NULL AS used FROM refresh_tokens WHERE jti = $1',
+      [claims.jti],
+    );
+    if (row?.used) {
+      // A replay: the client's own stale copy, or a thief's. Either way no token
+      // of this sign-in can be trusted now, the newest included.
+      await db.query('UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL', [row.family_id]);
+      req.log.warn({ userId: claims.sub, family: row.family_id }, 'refresh token reused; its family is revoked');
+      throw new VgenError('unauthorized', 'refresh token was already used; every token of this sign-in is revoked, sign in again');
+    }
+    throw new VgenError('unauthorized', 'refresh token is revoked or unknown; sign in again');
   });
 });

@@ -1,7 +1,9 @@
 // One error shape for every failure: { error: { code, message, field? } },
 // with codes from engine/errors.ts. Unknown errors become a logged 500 that
 // tells the client nothing internal.
-import type { FastifyError, FastifyInstance } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { VgenError } from '../engine/errors.js';
 
 function toVgenError(err: FastifyError): VgenError {
@@ -14,6 +16,10 @@ function toVgenError(err: FastifyError): VgenError {
       return new VgenError('invalid_json', 'body is not valid JSON', 'body');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new VgenError('unsupported_media_type', 'send the body as application/json', 'content-type');
+    case 'FST_ERR_BAD_URL':
+      return new VgenError('invalid_request', 'the URL path is not valid: a percent-escape does not decode to UTF-8', 'url');
+    case 'FST_ERR_MAX_PARAM_LENGTH': // longer than any id: names nothing, like a malformed id
+      return new VgenError('not_found', 'no such resource: a path parameter is longer than any id');
   }
   // Parser errors (malformed JSON) arrive as a SyntaxError with status 400.
   if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message)))
@@ -34,4 +40,36 @@ export function registerErrorHandling(app: FastifyInstance) {
   app.setNotFoundHandler((req, reply) =>
     reply.status(404).send({ error: new VgenError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON() }),
   );
+}
+
+/**
+ * Errors Fastify raises before routing (a URL that does not percent-decode,
+ * an over-long path parameter): the factory option `frameworkErrors`, so they
+ * answer in the one error shape too.
+ */
+export function frameworkErrors(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  const e = toVgenError(err);
+  void reply.status(e.statusCode).send({ error: e.toJSON() });
+}
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them (a malformed
+ * header, request line and headers over 16 KiB, as a URL with thousands of
+ * query parameters makes, a timeout): the factory option
+ * `clientErrorHandler`, written on the raw socket in the one error shape.
+ */
+export function clientErrorHandler(err: ConnectionError, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const e =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new VgenError('request_timeout', 'the request did not arrive in time')
+    : err.code === 'HPE_HEADER_OVERFLOW' ? new VgenError('headers_too_large', 'the URL and headers are larger than the limit (16 KiB by default)', 'headers')
+    : new VgenError('invalid_request', 'the request is not valid HTTP/1.1', /HEADER|TOKEN/.test(err.code ?? '') ? 'headers' : undefined);
+  if (socket.writable) {
+    const body = JSON.stringify({ error: e.toJSON() });
+    socket.write(
+      `HTTP/1.1 ${e.statusCode} ${STATUS_CODES[e.statusCode]}\r\n` +
+        `Connection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }

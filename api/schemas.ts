@@ -40,8 +40,8 @@ export const VideoBody = Type.Object(
     createdAt: Type.String({ format: 'date-time' }),
     output: Type.Union([
       Type.Object({
-        url: Type.String({ description: 'Absolute URL of the MP4 (H.264 + AAC).' }),
-        posterUrl: Type.String({ description: 'Absolute URL of a JPEG poster frame.' }),
+        url: Type.String({ description: 'Absolute URL of the MP4 (H.264 + AAC): permanent for a public video; for a private one a signed URL, minted on each read, that expires (MEDIA_URL_TTL_SECONDS).' }),
+        posterUrl: Type.String({ description: 'Absolute URL of a JPEG poster frame (signed and expiring, like url, for a private video).' }),
         durationMs: Type.Integer(),
         width: Type.Integer(),
         height: Type.Integer(),

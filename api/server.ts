@@ -10,6 +10,7 @@ import { renderQueue } from '../engine/queue.js';
 import { checkEvictionPolicy, connectRedis, whenReady } from '../engine/redis.js';
 import { createStorage } from '../engine/storage.js';
 import { buildApp } from './app.js';
+import { startMaintenance } from './maintenance.js';
 import { startSettler } from './settler.js';
 
 export interface RunningApi {
@@ -18,13 +19,14 @@ export interface RunningApi {
   url: string;
   log: Logger;
   settler: ReturnType<typeof startSettler>;
+  maintenance: ReturnType<typeof startMaintenance>;
   close(): Promise<void>;
 }
 
 /** settle* options tune the reconciler (tests shorten them; production keeps the defaults). */
 export async function startApi(
   config: Config,
-  opts: { log?: Logger; settleIntervalMs?: number; settleStaleSeconds?: number } = {},
+  opts: { log?: Logger; settleIntervalMs?: number; settleStaleSeconds?: number; settleParkedGraceSeconds?: number } = {},
 ): Promise<RunningApi> {
   if (!config.jwtSecret) throw new ConfigError('JWT_SECRET', 'is required for the API (at least 32 random characters)');
   const log = opts.log ?? createLogger(config.logLevel, { role: 'api' });
@@ -46,17 +48,21 @@ export async function startApi(
     connection: { url: config.redisUrl, maxRetriesPerRequest: null },
     intervalMs: opts.settleIntervalMs,
     staleSeconds: opts.settleStaleSeconds,
+    parkedGraceSeconds: opts.settleParkedGraceSeconds,
+    storage,
   });
+  const maintenance = startMaintenance({ db, storage, log });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   listenUrl = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
   log.info({ port, db: db.kind, storage: storage.driver, queue: config.queueName }, 'api listening');
   return {
-    app, db, log, settler,
+    app, db, log, settler, maintenance,
     url: listenUrl,
     async close() {
       await app.close();
+      await maintenance.close();
       await settler.close();
       redis.disconnect();
       await Promise.race([queue.close(), sleep(2_000)]);

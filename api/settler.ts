@@ -12,14 +12,17 @@ import type { Db } from '../engine/db.js';
 import { RENDER_ERRORS } from '../engine/errors.js';
 import type { Logger } from '../engine/log.js';
 import type { Metrics } from '../engine/metrics.js';
-import { QUEUE_PREFIX, type RenderJobData, type RenderResult } from '../engine/queue.js';
-import { markFailed, markRendering, markSucceeded, staleUnsettled, touch } from './video-store.js';
+import { isParked, PARK_DELAY_MS, QUEUE_PREFIX, type RenderJobData, type RenderResult } from '../engine/queue.js';
+import type { Storage } from '../engine/storage.js';
+import { mediaPlaced, placeVideoMedia } from './media-sync.js';
+import { getVideo, markFailed, markRendering, markSucceeded, staleUnsettled, touch } from './video-store.js';
 
 /** Worker failure reasons are `code: message`; anything else is shown generically. */
 export function userError(failedReason: string | undefined): { code: string; message: string } {
   const m = /^([a-z_]+): (.+)$/s.exec(failedReason ?? '');
   if (m && m[1]! in RENDER_ERRORS) return { code: m[1]!, message: m[2]! };
-  if (failedReason?.includes('stalled')) return { code: 'render_failed', message: 'The render worker stopped while rendering, too many times.' };
+  // BullMQ's "job stalled more than allowable limit": the job outlived WORKER_LOST_LIMIT workers.
+  if (failedReason?.includes('stalled')) return { code: 'worker_lost', message: RENDER_ERRORS.worker_lost };
   return { code: 'render_failed', message: RENDER_ERRORS.render_failed };
 }
 
@@ -33,16 +36,32 @@ export interface SettlerOptions {
   metrics?: Metrics;
   /** How long a row may sit unsettled before the reconciler asks Redis about it. */
   staleSeconds?: number;
+  /** How long a job may stay parked before the reconciler promotes it (row exists) or removes it (no row). */
+  parkedGraceSeconds?: number;
   intervalMs?: number;
+  /** With it, a video made private or public while it rendered has its files moved once it succeeds. */
+  storage?: Storage;
 }
 
 export function startSettler(opts: SettlerOptions) {
   const { db, queue, log } = opts;
   const staleSeconds = opts.staleSeconds ?? 30;
 
+  const parkedGraceSeconds = opts.parkedGraceSeconds ?? 60;
+
   const succeeded = async (id: string, result: RenderResult): Promise<boolean> => {
     const moved = await markSucceeded(db, id, result);
-    if (moved) opts.metrics?.videosSettled.inc({ outcome: 'succeeded' });
+    if (moved) {
+      opts.metrics?.videosSettled.inc({ outcome: 'succeeded' });
+      // The worker wrote where the job said; the row (which a PATCH may have
+      // changed meanwhile) decides. A failure here is retried by the maintenance pass.
+      if (opts.storage) {
+        const storage = opts.storage;
+        await getVideo(db, id)
+          .then((row) => (row && !mediaPlaced(row) ? placeVideoMedia(db, storage, id) : null))
+          .catch((err) => log.warn({ err, videoId: id }, 'settler: moving media to match visibility failed; maintenance will retry'));
+      }
+    }
     return moved;
   };
   const failed = async (id: string, reason: string | undefined): Promise<boolean> => {
@@ -72,10 +91,45 @@ export function startSettler(opts: SettlerOptions) {
   if (opts.producer.status === 'ready') listen();
   else opts.producer.once('ready', listen);
 
+  /**
+   * Parked jobs (engine/queue.ts) older than the grace period: promote those
+   * whose row exists (the submit committed, but its promote failed or its
+   * process died), remove those without one (the add landed after the submit
+   * had rolled back). A parked job cannot be taken by a worker, and a row is
+   * never created for an id after its transaction rolled back, so neither
+   * action races a render. Returns how many jobs it promoted or removed.
+   */
+  async function settleParked(): Promise<number> {
+    // BullMQ scores a delayed job (timestamp + delay) * 0x1000 + n: parked jobs
+    // old enough are a score range of their own, far above retries' backoffs.
+    const now = Date.now();
+    const ids = await opts.producer.zrangebyscore(
+      queue.keys.delayed!,
+      (now + PARK_DELAY_MS / 2) * 0x1000,
+      (now - parkedGraceSeconds * 1000 + PARK_DELAY_MS + 1) * 0x1000 - 1,
+      'LIMIT', 0, 500,
+    );
+    let done = 0;
+    for (const id of ids) {
+      const job = await queue.getJob(id);
+      if (!job || !isParked(job) || now - job.timestamp < parkedGraceSeconds * 1000) continue;
+      const row = await getVideo(db, job.id!);
+      try {
+        if (row && (row.status === 'queued' || row.status === 'rendering')) await job.promote();
+        else await job.remove();
+        done++;
+      } catch (err) {
+        log.warn({ err, videoId: job.id }, 'settler: a parked job could not be promoted or removed');
+      }
+    }
+    return done;
+  }
+
   /** One pass over stale rows; returns how many it settled or moved. */
   async function reconcile(): Promise<number> {
-    const rows = await staleUnsettled(db, staleSeconds, 500);
+    await settleParked();
     let moved = 0;
+    const rows = await staleUnsettled(db, staleSeconds, 500);
     const checked: string[] = [];
     for (const row of rows) {
       const state = await queue.getJobState(row.id);
@@ -114,6 +168,7 @@ export function startSettler(opts: SettlerOptions) {
 
   return {
     reconcile,
+    settleParked,
     async close() {
       closed = true;
       clearInterval(timer);

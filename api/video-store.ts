@@ -37,11 +37,6 @@ export async function insertVideo(q: Queryable, v: { id: string; userId: string;
   return rows[0]!;
 }
 
-/** Undo an insert whose job could not be enqueued, so no row waits for a job that does not exist. */
-export async function deleteQueuedVideo(q: Queryable, id: string): Promise<void> {
-  await q.query(`DELETE FROM videos WHERE id = $1 AND status = 'queued'`, [id]);
-}
-
 export async function getVideo(q: Queryable, id: string): Promise<VideoRow | null> {
   return (await q.query<VideoRow>('SELECT * FROM videos WHERE id = $1', [id]))[0] ?? null;
 }
@@ -80,6 +75,20 @@ export async function markFailed(q: Queryable, id: string, code: string, message
   return rows.length === 1;
 }
 
+/**
+ * failed → queued: an operator retries a failed render (`vgen queue retry-failed`).
+ * The row is reopened before the job is retried, so the job's next result
+ * always finds an unsettled row to settle.
+ */
+export async function reopenFailed(q: Queryable, id: string): Promise<boolean> {
+  const rows = await q.query(
+    `UPDATE videos SET status = 'queued', progress = 0, error_code = NULL, error_message = NULL, finished_at = NULL, updated_at = now()
+     WHERE id = $1 AND status = 'failed' RETURNING id`,
+    [id],
+  );
+  return rows.length === 1;
+}
+
 /** Unsettled videos not touched for a while: the reconciler's work list. */
 export async function staleUnsettled(q: Queryable, olderThanSeconds: number, limit: number): Promise<Pick<VideoRow, 'id' | 'status' | 'created_at'>[]> {
   return q.query(
@@ -93,4 +102,41 @@ export async function staleUnsettled(q: Queryable, olderThanSeconds: number, lim
 /** Push a row to the back of the reconciler's list after it was checked. */
 export async function touch(q: Queryable, ids: string[]): Promise<void> {
   if (ids.length) await q.query(`UPDATE videos SET updated_at = now() WHERE id = ANY($1) AND ${UNSETTLED}`, [ids]);
+}
+
+/** Lock a video's row for the rest of the caller's transaction (visibility changes and file moves are serialized). */
+export async function lockVideo(q: Queryable, id: string): Promise<VideoRow | null> {
+  return (await q.query<VideoRow>('SELECT * FROM videos WHERE id = $1 FOR UPDATE', [id]))[0] ?? null;
+}
+
+export async function setVisibility(q: Queryable, id: string, visibility: Visibility): Promise<VideoRow> {
+  return (await q.query<VideoRow>('UPDATE videos SET visibility = $2 WHERE id = $1 RETURNING *', [id, visibility]))[0]!;
+}
+
+/** Point a video at its moved files and record the old keys for deletion, in the caller's transaction. */
+export async function replaceMediaKeys(q: Queryable, id: string, keys: { videoKey: string; posterKey: string }, oldKeys: string[]): Promise<VideoRow> {
+  const [row] = await q.query<VideoRow>('UPDATE videos SET video_key = $2, poster_key = $3 WHERE id = $1 RETURNING *', [id, keys.videoKey, keys.posterKey]);
+  if (oldKeys.length) await q.query('INSERT INTO media_deletions (key, video_id) SELECT unnest($2::text[]), $1 ON CONFLICT DO NOTHING', [id, oldKeys]);
+  return row!;
+}
+
+/** Succeeded videos whose files are under the wrong prefix for their visibility (uses the partial index). */
+export async function misplacedMedia(q: Queryable, limit: number): Promise<string[]> {
+  const rows = await q.query<{ id: string }>(
+    `SELECT id FROM videos WHERE status = 'succeeded' AND (visibility = 'private') <> (video_key LIKE 'private/%') LIMIT $1`,
+    [limit],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Keys still to delete from storage: the oldest `limit`, or those of one video. */
+export async function pendingMediaDeletions(q: Queryable, opts: { limit: number; videoId?: string }): Promise<string[]> {
+  const rows = opts.videoId
+    ? await q.query<{ key: string }>('SELECT key FROM media_deletions WHERE video_id = $1 LIMIT $2', [opts.videoId, opts.limit])
+    : await q.query<{ key: string }>('SELECT key FROM media_deletions ORDER BY created_at LIMIT $1', [opts.limit]);
+  return rows.map((r) => r.key);
+}
+
+export async function forgetMediaDeletions(q: Queryable, keys: string[]): Promise<void> {
+  if (keys.length) await q.query('DELETE FROM media_deletions WHERE key = ANY($1)', [keys]);
 }

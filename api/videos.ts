@@ -1,27 +1,34 @@
-// /v1/videos: submit a render spec, read one video, list your own.
+// /v1/videos: submit a render spec, read one video, list your own, change its visibility.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import type { Queue } from 'bullmq';
-import type { Db, Queryable } from '../engine/db.js';
+import type { Job, Queue } from 'bullmq';
+import type { Db } from '../engine/db.js';
 import { VgenError } from '../engine/errors.js';
 import { newId } from '../engine/ids.js';
-import type { RenderJobData, RenderResult } from '../engine/queue.js';
+import { PARK_DELAY_MS, type RenderJobData, type RenderResult } from '../engine/queue.js';
 import { RenderSpec, checkSpecRules } from '../engine/spec.js';
-import type { Storage } from '../engine/storage.js';
-import { claimKey, releaseKey, requestHash, storeResponse } from './idempotency.js';
+import { isPrivateKey, type Storage } from '../engine/storage.js';
+import { claimKey, requestHash, storeResponse } from './idempotency.js';
+import { placeVideoMedia } from './media-sync.js';
 import { ErrorBody, VideoBody } from './schemas.js';
-import { deleteQueuedVideo, getVideo, insertVideo, listVideos, type VideoRow, type Visibility } from './video-store.js';
+import { getVideo, insertVideo, listVideos, setVisibility, type VideoRow, type Visibility } from './video-store.js';
 
 export interface VideoDeps {
   db: Db;
   queue: Queue<RenderJobData, RenderResult>;
   storage: Storage;
+  /** The queue's producer connection: while it is not ready, a submit answers 503 at once. */
+  redis?: { readonly status: string };
+  /** Lifetime of the signed URLs of private videos, minted on each read. */
+  mediaUrlTtlSeconds?: number;
 }
 
 const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' })),
 });
+const VisibilityField = Type.Union([Type.Literal('public'), Type.Literal('private')]);
+const VisibilityBody = Type.Object({ visibility: VisibilityField }, { additionalProperties: false });
 const VisibilityQuery = Type.Object(
   { visibility: Type.Optional(Type.Union([Type.Literal('public'), Type.Literal('private')])) },
   { additionalProperties: false },
@@ -33,24 +40,29 @@ const ListQuery = Type.Object(
   },
   { additionalProperties: false },
 );
-const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+// A malformed id answers 404 like an unknown one (api/validation.ts), never reaching the database.
+const IdParams = Type.Object({ id: Type.String({ pattern: '^vid_[0-9a-z]{25}$', description: 'A video id, vid_ and 25 characters [0-9a-z].' }) });
 
 // BullMQ waits for a connection that has never been ready instead of failing,
 // so a submit bounds the wait itself and answers 503 past it.
 const ENQUEUE_TIMEOUT_MS = 3_000;
+const PROMOTE_TIMEOUT_MS = 1_000;
 
-async function enqueueWithin(queue: VideoDeps['queue'], data: RenderJobData, ms: number): Promise<void> {
-  const add = queue.add('render', data, { jobId: data.videoId });
+/**
+ * Add the job *parked* (delayed by PARK_DELAY_MS, so no worker takes it), within
+ * `ms`. An add that lands after the timeout stays parked: its transaction has
+ * rolled back, so no row will ever exist for it and nothing promotes it; the
+ * settler removes it (settleParked in api/settler.ts).
+ */
+async function enqueueParked(queue: VideoDeps['queue'], data: RenderJobData, ms: number): Promise<Job<RenderJobData, RenderResult>> {
+  const add = queue.add('render', data, { jobId: data.videoId, delay: PARK_DELAY_MS });
+  add.catch(() => {}); // a failure after the timeout changes nothing
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`enqueue timed out after ${ms} ms`)), ms);
   });
   try {
-    await Promise.race([add, timeout]);
-  } catch (err) {
-    // If the add lands after we gave up, take the job back out: its row is gone.
-    add.then((job) => job.remove(), () => {}).catch(() => {});
-    throw err;
+    return await Promise.race([add, timeout]);
   } finally {
     clearTimeout(timer);
   }
@@ -58,6 +70,7 @@ async function enqueueWithin(queue: VideoDeps['queue'], data: RenderJobData, ms:
 
 export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
   const { db, queue, storage } = deps;
+  const mediaUrlTtl = deps.mediaUrlTtlSeconds ?? 3600;
 
   /** Progress of unsettled videos lives in Redis (workers hold no DB connection). */
   async function liveProgress(row: VideoRow): Promise<number> {
@@ -72,6 +85,14 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
     }
   }
 
+  /**
+   * A private video's files (and any file still under the private prefix) are
+   * reached only through a signed URL minted now; a public one keeps its
+   * immutable CDN or /media URL.
+   */
+  const mediaUrl = (row: VideoRow, key: string): Promise<string> =>
+    row.visibility === 'private' || isPrivateKey(key) ? storage.signedUrl(key, mediaUrlTtl) : Promise.resolve(storage.url(key));
+
   const present = async (row: VideoRow): Promise<VideoBody> => ({
     id: row.id,
     object: 'video',
@@ -80,7 +101,11 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
     visibility: row.visibility,
     createdAt: row.created_at.toISOString(),
     output: row.status === 'succeeded' && row.video_key && row.poster_key
-      ? { url: storage.url(row.video_key), posterUrl: storage.url(row.poster_key), durationMs: row.duration_ms!, width: row.width!, height: row.height! }
+      ? {
+          url: await mediaUrl(row, row.video_key),
+          posterUrl: await mediaUrl(row, row.poster_key),
+          durationMs: row.duration_ms!, width: row.width!, height: row.height!,
+        }
       : null,
     error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
   });
@@ -107,38 +132,76 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
     const visibility: Visibility = (req.query as { visibility?: Visibility }).visibility ?? 'public';
     const key = (req.headers as { 'idempotency-key'?: string })['idempotency-key'];
     const id = newId('vid');
-    const create = async (q: Queryable) => present(await insertVideo(q, { id, userId, spec, visibility }));
+    const unavailable = () => new VgenError('unavailable', 'the render queue is unavailable; nothing was created, retry later');
+    // While Redis is down, answer at once: no transaction waits on it.
+    if (deps.redis && deps.redis.status !== 'ready') throw unavailable();
 
-    // With a key, the claim, the row and the stored response commit together;
-    // without one, a single INSERT is the whole write.
-    let body: VideoBody;
-    if (key) {
-      const outcome = await db.tx(async (q) => {
+    // One transaction: claim the key, insert the row, add the job parked, store
+    // the response. If the add fails or times out, everything rolls back: no
+    // row, no key, and a late-landing job stays parked forever (then removed).
+    // A concurrent retry with the same key waits on the claim and then sees
+    // either this committed response or no claim at all.
+    let job: Job<RenderJobData, RenderResult> | undefined;
+    const outcome = await db.tx(async (q) => {
+      if (key) {
         const prior = await claimKey<VideoBody>(q, userId, key, requestHash([spec, visibility]));
         if (prior) return { body: prior, replayed: true };
-        const created = await create(q);
-        await storeResponse(q, userId, key, 202, created);
-        return { body: created, replayed: false };
-      });
-      // Only accepted submissions store a response, so a replay is always a 202.
-      if (outcome.replayed) return reply.status(202).header('idempotent-replayed', 'true').send(outcome.body);
-      body = outcome.body;
-    } else {
-      body = await create(db);
-    }
+      }
+      const row = await insertVideo(q, { id, userId, spec, visibility });
+      try {
+        job = await enqueueParked(queue, { videoId: id, spec, visibility }, ENQUEUE_TIMEOUT_MS);
+      } catch (err) {
+        req.log.warn({ err, videoId: id }, 'enqueue failed; nothing was created');
+        throw unavailable();
+      }
+      const body = await present(row);
+      if (key) await storeResponse(q, userId, key, 202, body);
+      return { body, replayed: false };
+    });
+    // Only accepted submissions store a response, so a replay is always a 202.
+    if (outcome.replayed) return reply.status(202).header('idempotent-replayed', 'true').send(outcome.body);
 
-    try {
-      await enqueueWithin(queue, { videoId: id, spec }, ENQUEUE_TIMEOUT_MS);
-    } catch (err) {
-      req.log.warn({ err, videoId: id }, 'enqueue failed; removing the video row');
-      // Nothing may wait for a job that does not exist: undo the row and the key.
-      await db.tx(async (q) => {
-        await deleteQueuedVideo(q, id);
-        if (key) await releaseKey(q, userId, key);
-      });
-      throw new VgenError('unavailable', 'the render queue is unavailable; nothing was created, retry later');
+    // The row is committed: let workers take the job. Should this fail, the
+    // job stays parked and the settler promotes it (its row exists), so the
+    // video is accepted either way.
+    const promoted = job!.promote();
+    const ok = await Promise.race([promoted.then(() => true), sleep(PROMOTE_TIMEOUT_MS).then(() => false)]).catch((err) => {
+      req.log.warn({ err, videoId: id }, 'promoting the job failed; the settler will');
+      return true;
+    });
+    if (!ok) {
+      promoted.catch(() => {});
+      req.log.warn({ videoId: id }, 'promoting the job timed out; the settler will');
     }
-    return reply.status(202).send(body);
+    return reply.status(202).send(outcome.body);
+  });
+
+  app.patch('/v1/videos/:id', {
+    ...auth,
+    schema: {
+      ...auth.schema, tags: ['videos'], summary: 'Change a video\'s visibility',
+      description: 'Owner only. Making a video private takes effect before the answer: its files move to new keys under a prefix the CDN does not serve, the old public objects are deleted, and from then on its URLs are short-lived signed URLs. Making it public moves them back under new public keys.',
+      params: IdParams, body: VisibilityBody,
+      response: { 200: VideoBody, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 503: ErrorBody },
+    },
+  }, async (req) => {
+    const { id } = req.params as { id: string };
+    const { visibility } = req.body as { visibility: Visibility };
+    const userId = req.auth!.id;
+    let row: VideoRow | null;
+    try {
+      row = await placeVideoMedia(db, storage, id, async (q, current) => {
+        // Someone else's video, public or not, cannot be changed: it does not exist for them.
+        if (current.user_id !== userId) throw new VgenError('not_found', 'no such video', 'id');
+        return current.visibility === visibility ? current : setVisibility(q, id, visibility);
+      });
+    } catch (err) {
+      if (err instanceof VgenError) throw err;
+      req.log.warn({ err, videoId: id }, 'moving media for a visibility change failed');
+      throw new VgenError('unavailable', 'storage is unavailable, so the change could not be completed; retry');
+    }
+    if (!row) throw new VgenError('not_found', 'no such video', 'id');
+    return present(row);
   });
 
   app.get('/v1/videos/:id', {

@@ -1,6 +1,7 @@
 // `npm run bench -- <name> [--json]`: each figure beside its baseline measured
 // in the same run on the same Redis, as a ratio.
 import { parseArgs } from 'node:util';
+import { apiBench } from './api.js';
 import { queueBench } from './queue.js';
 import { renderBench } from './render.js';
 
@@ -17,11 +18,13 @@ export interface Figure {
 const BENCHES: Record<string, (args: Record<string, string | boolean | undefined>) => AsyncGenerator<Figure>> = {
   queue: queueBench,
   render: renderBench,
+  api: apiBench,
+  autoscaler: async function* (args) { yield* (await import('./autoscaler.js')).autoscalerBench(args); },
 };
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { json: { type: 'boolean' }, jobs: { type: 'string' }, concurrency: { type: 'string' }, videos: { type: 'string' } },
+  options: { json: { type: 'boolean' }, jobs: { type: 'string' }, concurrency: { type: 'string' }, videos: { type: 'string' }, 'memory-seconds': { type: 'string' } },
 });
 const names = positionals.length ? positionals : Object.keys(BENCHES);
 let belowFloor = false;

@@ -13,7 +13,7 @@ export interface ClientFlags {
   json?: boolean;
 }
 
-function client(flags: ClientFlags): VgenClient {
+export function client(flags: ClientFlags): VgenClient {
   if (!flags.token) throw new VgenError('unauthorized', 'no token: pass --token, set VGEN_TOKEN, or run `vgen up` (it writes <data-dir>/token)');
   return new VgenClient(flags.api, flags.token);
 }

@@ -1,15 +1,19 @@
-// `vgen up`: the whole system on one machine — the API (with its settler) in
-// this process, N render workers as child processes, PGlite and local media
-// under the data dir unless DATABASE_URL / S3 settings say otherwise.
+// `vgen up`: the whole system on one machine — the API (with its settler) and
+// the autoscaler in this process, render workers as child processes (the local
+// provider; a fixed N, or sized between a min and a max from queue depth),
+// PGlite and local media under the data dir unless DATABASE_URL / S3 settings
+// say otherwise.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startApi, type RunningApi } from '../api/server.js';
-import { createApiKey, createUser, findUserByEmail } from '../api/users.js';
-import { LocalWorkerPool } from '../autoscaler/local.js';
+import { createApiKey, createUser, findUserByApiKey, findUserByEmail, revokeApiKeys } from '../api/users.js';
+import { startAutoscaler, type RunningAutoscaler } from '../autoscaler/main.js';
+import { LocalProvider } from '../autoscaler/providers/local.js';
 import { loadConfig } from '../engine/config.js';
 import type { Db } from '../engine/db.js';
 import { VgenError } from '../engine/errors.js';
+import { createLogger } from '../engine/log.js';
 import { connectRedis, whenReady } from '../engine/redis.js';
 
 export const OPERATOR_EMAIL = 'operator@vgen.local';
@@ -21,12 +25,25 @@ function localSecret(dir: string): string {
   return readFileSync(file, 'utf8').trim();
 }
 
-/** Create the operator account on first start and write a fresh API key to <data-dir>/token. */
+/**
+ * The operator's API key in <data-dir>/token: the operator account is created
+ * on first start, and the key there is kept across restarts while it is still
+ * valid for that account. Otherwise (first start, file gone or edited, another
+ * database) a new key is minted and every older operator key is revoked, so
+ * restarts never pile up valid keys.
+ */
 export async function writeOperatorToken(db: Db, dir: string): Promise<string> {
   const user = (await findUserByEmail(db, OPERATOR_EMAIL)) ??
     (await createUser(db, OPERATOR_EMAIL, randomBytes(24).toString('base64url'), 'operator'));
+  const file = join(dir, 'token');
+  const existing = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+  if (existing.startsWith('vgk_')) {
+    const owner = await findUserByApiKey(db, existing);
+    if (owner?.id === user!.id && owner.role === 'operator') return existing;
+  }
   const token = await createApiKey(db, user!.id);
-  writeFileSync(join(dir, 'token'), `${token}\n`, { mode: 0o600 });
+  await revokeApiKeys(db, user!.id, token);
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
   return token;
 }
 
@@ -45,12 +62,18 @@ async function requireRedis(url: string): Promise<void> {
 export interface UpOptions {
   port?: number;
   dataDir: string;
-  workers: number;
+  /** Workers the autoscaler keeps between (a fixed count when equal). */
+  minWorkers: number;
+  maxWorkers: number;
+  /** The policy's scale-in window; default AUTOSCALER_SCALE_IN_SECONDS. */
+  scaleInSeconds?: number;
 }
 
 export interface RunningSystem {
   api: RunningApi;
-  pool: LocalWorkerPool;
+  /** The local worker processes. */
+  pool: LocalProvider;
+  autoscaler: RunningAutoscaler;
   token: string;
   config: ReturnType<typeof loadConfig>;
   stop(): Promise<void>;
@@ -64,19 +87,28 @@ export async function up(opts: UpOptions): Promise<RunningSystem> {
     JWT_SECRET: process.env.JWT_SECRET || localSecret(opts.dataDir),
     ...(opts.port !== undefined ? { PORT: String(opts.port) } : {}),
   };
-  const config = loadConfig(env);
+  const config = loadConfig({
+    ...env,
+    AUTOSCALER_PROVIDER: 'local',
+    AUTOSCALER_MIN_WORKERS: String(opts.minWorkers),
+    AUTOSCALER_MAX_WORKERS: String(opts.maxWorkers),
+    ...(opts.scaleInSeconds !== undefined ? { AUTOSCALER_SCALE_IN_SECONDS: String(opts.scaleInSeconds) } : {}),
+  });
   await requireRedis(config.redisUrl);
   const api = await startApi(config);
   const token = await writeOperatorToken(api.db, opts.dataDir);
-  const pool = new LocalWorkerPool({
+  const log = createLogger(config.logLevel, { role: 'autoscaler' });
+  const pool = new LocalProvider({
     env,
-    onExit: (pid, code, signal) => api.log.warn({ pid, code, signal }, 'worker exited; starting another'),
+    // The autoscaler replaces a worker that exits unasked at its next round.
+    onExit: (id, code, signal) => log[code === 0 ? 'info' : 'warn']({ workerId: id, code, signal }, 'local worker exited'),
   });
-  pool.scaleTo(opts.workers);
+  // The API's registry already collects the process's default metrics.
+  const autoscaler = await startAutoscaler(config, { log, provider: pool, defaultMetrics: false });
   return {
-    api, pool, token, config,
+    api, pool, autoscaler, token, config,
     async stop() {
-      await pool.stopAll();
+      await autoscaler.close({ stopWorkers: true });
       await api.close();
     },
   };

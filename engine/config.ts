@@ -12,6 +12,12 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
+/**
+ * Largest image a worker decodes: 40 MP (a 48 MP phone photo must be resized)
+ * and 8,192 px a side. Decoding a 40 MP PNG takes ffmpeg ~220 MiB (docs/operations.md).
+ */
+export const ASSET_LIMIT_DEFAULTS = { maxPixels: 40_000_000, maxSide: 8192 } as const;
+
 function read(env: Env, name: string): string | undefined {
   const v = env[name]?.trim();
   return v === '' ? undefined : v;
@@ -83,6 +89,17 @@ export function loadConfig(env: Env = process.env) {
     renderAttempts: int(env, 'RENDER_ATTEMPTS', 3, 1, 10),
     accessTokenTtlSeconds: int(env, 'ACCESS_TOKEN_TTL_SECONDS', 900, 60, 86_400),
     refreshTokenTtlSeconds: int(env, 'REFRESH_TOKEN_TTL_SECONDS', 30 * 86_400, 3600, 365 * 86_400),
+    /** Attempts on POST /v1/auth/register and /login per window, counted per client address and per email, shared through Redis. */
+    authRateLimit: {
+      windowSeconds: int(env, 'AUTH_RATE_LIMIT_WINDOW_SECONDS', 60, 1, 86_400),
+      perIp: int(env, 'AUTH_RATE_LIMIT_PER_IP', 60, 1, 1_000_000),
+      perAccount: int(env, 'AUTH_RATE_LIMIT_PER_ACCOUNT', 10, 1, 1_000_000),
+    },
+    /** scrypt runs in libuv's 4-thread pool, which file serving shares: bound how many run, and how many wait. */
+    passwordHashing: {
+      concurrency: int(env, 'PASSWORD_HASH_CONCURRENCY', 2, 1, 64),
+      queue: int(env, 'PASSWORD_HASH_QUEUE', 32, 0, 10_000),
+    },
     storage: {
       driver: storageDriver,
       mediaDir: resolve(read(env, 'MEDIA_DIR') ?? resolve(dataDir, 'media')),
@@ -93,20 +110,63 @@ export function loadConfig(env: Env = process.env) {
         forcePathStyle: bool(env, 'S3_FORCE_PATH_STYLE', false),
       },
       cdnBaseUrl: cdnBaseUrl ? trimSlash(cdnBaseUrl) : undefined,
+      /** Lifetime of the signed URLs minted for private videos on each read (S3 presigning allows at most 7 days). */
+      mediaUrlTtlSeconds: int(env, 'MEDIA_URL_TTL_SECONDS', 3600, 60, 604_800),
     },
     worker: {
       id: read(env, 'WORKER_ID') ?? `${hostname()}-${process.pid}`,
       concurrency: int(env, 'WORKER_CONCURRENCY', 1, 1, 64),
       lockSeconds: int(env, 'WORKER_LOCK_SECONDS', 30, 5, 600),
+      /** Times a job may lose its worker (stall: SIGKILL, power loss) before it fails as worker_lost. BullMQ's maxStalledCount: every worker must use the same value. */
+      lostLimit: int(env, 'WORKER_LOST_LIMIT', 5, 0, 100),
+      /** 'ec2' records the instance id (WORKER_ID) and polls the instance metadata service for spot notices. */
+      provider: oneOf(env, 'WORKER_PROVIDER', ['local', 'ec2'] as const, 'local'),
+      /** SIGTERM drains against this deadline; past it the job goes back to the queue for another worker. */
+      drainDeadlineSeconds: int(env, 'WORKER_DRAIN_DEADLINE_SECONDS', 100, 1, 86_400),
+      /** Instance metadata service, polled for spot notices when WORKER_PROVIDER=ec2 or IMDS_ENDPOINT is set. */
+      imdsEndpoint: trimSlash(url(env, 'IMDS_ENDPOINT', ['http:', 'https:'], 'http://169.254.169.254')!),
+      imdsEnabled: read(env, 'IMDS_ENDPOINT') !== undefined || read(env, 'WORKER_PROVIDER') === 'ec2',
+      imdsPollSeconds: int(env, 'IMDS_POLL_SECONDS', 5, 1, 60),
       timeoutSeconds: int(env, 'RENDER_TIMEOUT_SECONDS', 900, 10, 86_400),
       x264Preset: oneOf(env, 'X264_PRESET', ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'] as const, 'veryfast'),
       assetsDir: resolve(read(env, 'ASSETS_DIR') ?? resolve(import.meta.dirname, '..', 'assets')),
       tmpDir: read(env, 'WORK_DIR'),
       metricsPort: int(env, 'WORKER_METRICS_PORT', 0, 0, 65535),
+      /** Images over either limit are refused before rendering (decompression bombs). */
+      maxAssetPixels: int(env, 'MAX_ASSET_PIXELS', ASSET_LIMIT_DEFAULTS.maxPixels, 4096, 1_000_000_000),
+      maxAssetSide: int(env, 'MAX_ASSET_SIDE', ASSET_LIMIT_DEFAULTS.maxSide, 64, 65_535),
     },
+    autoscaler: autoscalerConfig(env),
     /** Address range of the load balancer whose X-Forwarded-* headers are trusted. */
     trustProxy,
     logLevel,
+  };
+}
+
+/** `vgen autoscaler` (and the autoscaler inside `vgen up`): bounds, pace, lease and the policy's inputs (docs/autoscaling.md). */
+function autoscalerConfig(env: Env) {
+  const provider = oneOf(env, 'AUTOSCALER_PROVIDER', ['local', 'ec2', 'none'] as const, 'local');
+  const minWorkers = int(env, 'AUTOSCALER_MIN_WORKERS', 0, 0, 10_000);
+  const maxWorkers = int(env, 'AUTOSCALER_MAX_WORKERS', 10, 0, 10_000);
+  if (maxWorkers < minWorkers) throw new ConfigError('AUTOSCALER_MAX_WORKERS', `must be at least AUTOSCALER_MIN_WORKERS (${minWorkers}), got ${maxWorkers}`);
+  const intervalSeconds = int(env, 'AUTOSCALER_INTERVAL_SECONDS', 5, 1, 300);
+  const leaseSeconds = int(env, 'AUTOSCALER_LEASE_SECONDS', 15, 2, 600);
+  return {
+    provider,
+    minWorkers,
+    maxWorkers,
+    /** The policy's scale-in stabilization window: scale in to the largest need seen this long. */
+    scaleInSeconds: int(env, 'AUTOSCALER_SCALE_IN_SECONDS', 300, 0, 86_400),
+    intervalSeconds,
+    leaseSeconds,
+    /** A job should start within this long of being queued (the policy's W). */
+    waitTargetSeconds: int(env, 'AUTOSCALER_WAIT_TARGET_SECONDS', 60, 1, 86_400),
+    /** Launch to ready; default 5 s for local child processes, 90 s for EC2 instances. */
+    bootSeconds: int(env, 'AUTOSCALER_BOOT_SECONDS', provider === 'ec2' ? 90 : 5, 0, 3600),
+    /** Render time assumed until completed jobs have been measured. */
+    renderSeconds: int(env, 'AUTOSCALER_RENDER_SECONDS', 60, 1, 86_400),
+    /** Port of the standalone autoscaler's /metrics (0 = none). */
+    metricsPort: int(env, 'AUTOSCALER_METRICS_PORT', 0, 0, 65535),
   };
 }
 

@@ -1,9 +1,11 @@
 // One small query interface over two backends: PostgreSQL through `pg` when
 // DATABASE_URL is set, otherwise PGlite (Postgres compiled to WASM) embedded in
 // the data dir. Both run the same SQL, so nothing above this file knows which.
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { VgenError } from './errors.js';
 
 export interface Queryable {
   query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
@@ -48,19 +50,134 @@ async function pglite(dataDir: string): Promise<Db> {
   const { PGlite } = await import('@electric-sql/pglite');
   const dir = join(dataDir, 'pglite');
   mkdirSync(dir, { recursive: true });
-  const db = await PGlite.create(dir);
+  const unlock = lockPglite(dir);
+  let db: InstanceType<typeof PGlite>;
+  try {
+    db = await PGlite.create(dir);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   return {
     kind: 'pglite',
     query: async (sql, params) => (await db.query(sql, params)).rows as never[],
     tx: (fn) => db.transaction((t) => fn({ query: async (sql, params) => (await t.query(sql, params)).rows as never[] })),
     ping: async () => void (await db.query('SELECT 1')),
-    close: () => db.close(),
+    async close() {
+      try {
+        await db.close();
+      } finally {
+        unlock();
+      }
+    },
   };
+}
+
+interface LockHolder {
+  pid: number;
+  /** The process's start time in clock ticks since boot (Linux), so a reused pid is not mistaken for the holder. */
+  procStart?: string;
+  host: string;
+  startedAt: string;
+}
+
+function procStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function holderAlive(h: LockHolder): boolean {
+  if (h.host !== hostname()) return true; // another machine's process (a shared mount): cannot tell, so assume it runs
+  try {
+    process.kill(h.pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+  }
+  const now = procStart(h.pid);
+  return !(h.procStart && now && now !== h.procStart);
+}
+
+/**
+ * PGlite is one process's database: two processes opening the same files
+ * corrupt them. Hold `<dir>/vgen.lock` (pid, process start time, host) for
+ * as long as the database is open; a second opener is refused with one clear
+ * line. A lock whose process is gone (even SIGKILLed) is stale and taken over.
+ * Returns the release function.
+ */
+export function lockPglite(dir: string): () => void {
+  const file = join(dir, 'vgen.lock');
+  const me: LockHolder = { pid: process.pid, procStart: procStart(process.pid), host: hostname(), startedAt: new Date().toISOString() };
+  const content = JSON.stringify(me);
+  const read = (path: string): LockHolder | undefined => {
+    try {
+      return JSON.parse(readFileSync(path, 'utf8')) as LockHolder;
+    } catch {
+      return undefined; // gone, or not ours to read: treated as stale below only if it is gone
+    }
+  };
+  for (let attempt = 0; attempt < 5; attempt++) {
+    // Written in full under a private name, then linked into place: link fails
+    // if a lock exists, and nobody ever reads a half-written one.
+    const tmp = `${file}.${process.pid}.${attempt}`;
+    writeFileSync(tmp, content, { mode: 0o600 });
+    try {
+      linkSync(tmp, file);
+      const release = () => {
+        process.off('exit', release);
+        const holder = read(file);
+        if (holder?.pid === me.pid && holder.startedAt === me.startedAt) {
+          try {
+            unlinkSync(file);
+          } catch {
+            /* already gone */
+          }
+        }
+      };
+      process.on('exit', release);
+      return release;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      unlinkSync(tmp);
+    }
+    const holder = read(file);
+    if (holder && holderAlive(holder))
+      throw new VgenError('unavailable',
+        `the PGlite database in ${dir} is in use by process ${holder.pid}${holder.host !== me.host ? ` on ${holder.host}` : ''} (since ${holder.startedAt}); ` +
+        'PGlite serves one process only: stop that one, or set DATABASE_URL to a PostgreSQL server to run several');
+    // Stale: move it aside, and make sure what was moved is the lock judged
+    // stale, not one a racing process has just taken (put that one back).
+    const aside = `${file}.stale.${process.pid}`;
+    try {
+      renameSync(file, aside);
+    } catch {
+      continue; // someone else moved it first
+    }
+    const moved = read(aside);
+    if (holder && moved && (moved.pid !== holder.pid || moved.startedAt !== holder.startedAt)) {
+      try {
+        linkSync(aside, file);
+      } catch {
+        /* a third process holds it now; the next attempt will say so */
+      }
+    }
+    unlinkSync(aside);
+  }
+  throw new VgenError('unavailable', `could not take the lock ${file}: other processes keep taking it`);
 }
 
 export async function openDb(opts: { databaseUrl?: string; dataDir: string }): Promise<Db> {
   const db = opts.databaseUrl ? await postgres(opts.databaseUrl) : await pglite(opts.dataDir);
-  await migrate(db);
+  try {
+    await migrate(db);
+  } catch (err) {
+    await db.close().catch(() => {});
+    throw err;
+  }
   return db;
 }
 

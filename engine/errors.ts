@@ -9,10 +9,12 @@ export const ERRORS = {
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  request_timeout: 408, // the request did not finish arriving in time
   conflict: 409,
   body_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
+  headers_too_large: 431, // request line and headers over Node's 16 KiB (e.g. thousands of query parameters)
   internal: 500,
   unavailable: 503, // the render queue (Redis) is unreachable; nothing was created, safe to retry
 } as const;
@@ -46,6 +48,7 @@ export const RENDER_ERRORS = {
   render_timeout: 'Rendering took longer than allowed.',
   upload_failed: 'The rendered video could not be stored.',
   lost: 'The render job was lost before it ran.',
+  worker_lost: 'The render kept losing its worker (the worker process died while rendering) more times than allowed.',
 } as const;
 
 export type RenderErrorCode = keyof typeof RENDER_ERRORS;

@@ -9,7 +9,20 @@ export const QUEUE_PREFIX = '{vgen}';
 export interface RenderJobData {
   videoId: string;
   spec: RenderSpec;
+  /** Where the worker writes the outputs (private ones under `private/`); absent means public. The row stays the truth: the API moves the files if it changed meanwhile. */
+  visibility?: 'public' | 'private';
 }
+
+/**
+ * The API adds every job *parked*: delayed this long, so no worker can take it
+ * until the API promotes it, which it does only once the video row is
+ * committed. A job whose add lands after the API gave up (503, row rolled back)
+ * stays parked and is removed by the settler; nothing ever renders it.
+ */
+export const PARK_DELAY_MS = 30 * 24 * 3600 * 1000;
+
+/** A job still waiting for its promotion (not a retry's backoff, which also sits in `delayed`). */
+export const isParked = (job: { delay: number; attemptsMade: number }) => job.delay === PARK_DELAY_MS && job.attemptsMade === 0;
 
 /** What a worker returns; the API turns keys into URLs when it answers. */
 export interface RenderResult {

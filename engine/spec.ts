@@ -1,11 +1,16 @@
 // The render spec, version 1: the one schema the API validates, the CLI checks
 // before sending and the worker trusts. Later versions extend it; they never
 // change the meaning of a field that exists here.
-import { Type, type Static } from '@sinclair/typebox';
+import { FormatRegistry, Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler, type ValueError } from '@sinclair/typebox/compiler';
 import { isIP } from 'node:net';
-import ipaddr from 'ipaddr.js';
+import { isPublicAddress } from './address.js';
+import { isColor } from './colors.js';
 import { VgenError } from './errors.js';
+import { findBadString } from './strings.js';
+import { planTimeline, sceneTooShort } from './timeline.js';
+
+export { isPublicAddress } from './address.js';
 
 export const LIMITS = {
   minSide: 64,
@@ -35,9 +40,13 @@ const Asset = Type.String({
   description: 'An https:// URL, or assets/<name> for a file bundled with vgen.',
 });
 
+// The pattern is the shape; the `color` format checks the name against the
+// list ffmpeg knows (engine/colors.ts), so a typo is a 400, not a failed render.
+FormatRegistry.Set('color', isColor);
 const Color = Type.String({
-  pattern: '^(#[0-9a-fA-F]{6}|[a-z]{3,20})$',
-  description: '#rrggbb, or an ffmpeg color name such as black or navy.',
+  pattern: '^(#[0-9a-fA-F]{6}|[A-Za-z]{3,20})$',
+  format: 'color',
+  description: '#rrggbb, or a color name ffmpeg knows (any case) such as black or navy.',
   examples: ['#1e3a8a', 'black'],
 });
 
@@ -147,10 +156,31 @@ export function checkSpecRules(spec: RenderSpec): void {
   const total = totalSeconds(spec);
   if (total > LIMITS.maxTotalSeconds)
     throw new VgenError('spec_invalid', `scenes add up to ${total}s; the most a video may last is ${LIMITS.maxTotalSeconds}s`, 'scenes');
+  checkEveryFrameOwned(spec);
   spec.scenes.forEach((scene, i) => {
     if ('image' in scene.background) checkAssetAddress(scene.background.image, `scenes[${i}].background.image`);
   });
   if (spec.audio) checkAssetAddress(spec.audio.src, 'audio.src');
+}
+
+/**
+ * Every scene must show at least one frame that no transition covers:
+ * duration − incoming transition − outgoing transition ≥ 1/fps. A scene with
+ * no frame of its own once planned as 0 frames and made the filter graph
+ * loop forever (docs/render-spec.md).
+ */
+function checkEveryFrameOwned(spec: RenderSpec): void {
+  const { fps } = spec.output;
+  spec.scenes.forEach((scene, i) => {
+    const tIn = i > 0 ? (scene.transition?.duration ?? 0) : 0;
+    const tOut = spec.scenes[i + 1]?.transition?.duration ?? 0;
+    // The tolerance lets 0.1 s at 10 fps count as the one frame it is.
+    if ((scene.duration - tIn - tOut) * fps < 1 - 1e-9) throw sceneTooShort(spec, i);
+  });
+  // The rule above guarantees every scene frames in the plan; planning here
+  // too (it throws the same error) means no spec the API accepts can reach a
+  // worker with a scene the planner refuses.
+  planTimeline(spec);
 }
 
 /**
@@ -172,16 +202,10 @@ function checkAssetAddress(ref: string, field: string): void {
     throw new VgenError('asset_forbidden', `${field} points to a private or internal address`, field);
 }
 
-/** True only for globally routable unicast addresses. */
-export function isPublicAddress(ip: string): boolean {
-  if (!ipaddr.isValid(ip)) return false;
-  let addr = ipaddr.parse(ip);
-  if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) addr = (addr as ipaddr.IPv6).toIPv4Address();
-  return addr.range() === 'unicast';
-}
-
 /** Validate unknown input as a spec: returns it typed, or throws VgenError naming the field. */
 export function parseSpec(input: unknown): RenderSpec {
+  const bad = findBadString(input);
+  if (bad) throw new VgenError('invalid_request', bad.message, bad.field);
   if (!checker.Check(input)) {
     const first = checker.Errors(input).First();
     const { field, message } = first ? describeError(first) : { field: 'body', message: 'body is not a valid render spec' };

@@ -11,6 +11,8 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 missing=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
+# setpriv makes ffmpeg die with its worker (worker/bin/ffmpeg).
+command -v setpriv >/dev/null || missing+=(util-linux)
 command -v fc-list >/dev/null && [ -n "$(fc-list :lang=zh 2>/dev/null | head -n 1)" ] || missing+=(fontconfig fonts-noto-cjk)
 redis_url="${REDIS_URL:-redis://127.0.0.1:6379}"
 local_redis=false

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
@@ -178,9 +179,25 @@ describe('bad input is a 400 naming the field, and nothing is stored or enqueued
     ['loopback asset', spec({ audio: { src: 'https://127.0.0.1/a.mp3' } }), 'audio.src'],
     ['metadata asset', spec({ scenes: [{ ...scene, background: { image: 'https://169.254.169.254/latest/meta-data' } }] }), 'scenes[0].background.image'],
     ['bad color', spec({ scenes: [{ ...scene, background: { color: 'rgb(1,2,3)' } }] }), 'scenes[0].background.color'],
+    ['color name ffmpeg does not know', spec({ scenes: [{ ...scene, background: { color: 'notacolor' } }] }), 'scenes[0].background.color'],
+    ['color name ffmpeg spells otherwise', spec({ scenes: [{ ...scene, background: { color: 'lightgray' } }] }), 'scenes[0].background.color'],
+    ['#rrggbbaa color', spec({ scenes: [{ ...scene, background: { color: '#ffffff80' } }] }), 'scenes[0].background.color'],
+    ['0xrrggbb color', spec({ scenes: [{ ...scene, background: { color: '0xffffff' } }] }), 'scenes[0].background.color'],
+    ['NUL in a caption', spec({ scenes: [{ ...scene, caption: { text: 'a\u0000b' } }] }), 'scenes[0].caption.text'],
+    ['lone surrogate in a caption', spec({ scenes: [{ ...scene, caption: { text: 'a\ud800b' } }] }), 'scenes[0].caption.text'],
+    ['lone low surrogate in a caption', spec({ scenes: [scene, { ...scene, caption: { text: '\udc00' } }] }), 'scenes[1].caption.text'],
+    ['NUL in a property name', spec({ 'k\u0000': 1 }), 'body'],
+    ['NUL in a nested property name', spec({ scenes: [{ ...scene, background: { 'color\u0000': 'black' } }] }), 'scenes[0].background'],
+    ['NUL in an asset URL', spec({ audio: { src: 'https://example.com/a\u0000.mp3' } }), 'audio.src'],
+    ['IPv4-compatible IPv6 asset', spec({ scenes: [{ ...scene, background: { image: 'https://[::127.0.0.1]/x.jpg' } }] }), 'scenes[0].background.image'],
+    ['NAT64 metadata asset', spec({ audio: { src: 'https://[64:ff9b::a9fe:a9fe]/a.mp3' } }), 'audio.src'],
+    ['6to4 asset', spec({ audio: { src: 'https://[2002:7f00:1::1]/a.mp3' } }), 'audio.src'],
+    ['documentation-range asset', spec({ audio: { src: 'https://[2001:db8::1]/a.mp3' } }), 'audio.src'],
     ['unknown transition', spec({ scenes: [scene, { ...scene, transition: { type: 'spin', duration: 0.5 } }] }), 'scenes[1].transition.type'],
     ['transition on first scene', spec({ scenes: [{ ...scene, transition: { type: 'fade', duration: 0.5 } }] }), 'scenes[0].transition'],
     ['transition longer than scene', spec({ scenes: [scene, { ...scene, transition: { type: 'fade', duration: 2 } }] }), 'scenes[1].transition.duration'],
+    ['scene shorter than one frame', spec({ output: { width: 320, height: 180, fps: 1 }, scenes: [scene, { ...scene, duration: 0.5 }, scene] }), 'scenes[1].duration'],
+    ['transitions cover a whole scene', spec({ scenes: [scene, { ...scene, transition: { type: 'fade', duration: 0.5 } }, { ...scene, transition: { type: 'fade', duration: 0.5 } }] }), 'scenes[1].duration'],
     ['total too long', spec({ scenes: Array.from({ length: 6 }, () => ({ ...scene, duration: 60 })) }), 'scenes'],
     ['array body', [spec()], 'body'],
     ['invalid JSON', '{"version": 1,', 'body'],
@@ -216,6 +233,64 @@ describe('bad input is a 400 naming the field, and nothing is stored or enqueued
     const short = await post('/v1/auth/register', { email: 'not-an-email', password: 'short' });
     assert.equal(short.status, 400);
     assert.equal(((await short.json()) as { error: { field: string } }).error.field, 'email');
+  });
+
+  test('colors: #rrggbb and the names ffmpeg knows, in any case, are accepted', async () => {
+    const u = await registerUser(base);
+    for (const color of ['black', 'navy', 'white', 'Navy', 'LIGHTGREY', 'lightgoldenrodyellow', '#1e3a8a', '#FFFFFF']) {
+      const res = await post('/v1/videos', spec({ scenes: [{ ...scene, background: { color } }] }), u.token);
+      assert.equal(res.status, 202, color);
+    }
+  });
+
+  // Bad paths, ids, URLs, query strings, headers and bodies of other routes:
+  // never a 500, always the one error shape. A malformed id answers as an
+  // unknown one does (404), like Stripe.
+  test('malformed ids, URLs, query strings, headers and other bodies answer in the error shape', async () => {
+    const u = await registerUser(base);
+    const expect = async (what: string, res: Response | Promise<Response>, status: number, code: string, field?: string) => {
+      const r = await res;
+      assert.equal(r.status, status, what);
+      const { error } = (await r.json()) as { error: { code: string; field?: string; message: string } };
+      assert.equal(error.code, code, what);
+      assert.equal(error.field, field, what);
+      assert.ok(error.message.length > 10, what);
+    };
+    await expect('NUL id', get('/v1/videos/%00', u.token), 404, 'not_found', 'id');
+    await expect('NUL in an id', get(`/v1/videos/vid_0mwwdhgm18c0d7ea886f7fca%00`, u.token), 404, 'not_found', 'id');
+    await expect('upper-case id', get(`/v1/videos/vid_${'A'.repeat(25)}`, u.token), 404, 'not_found', 'id');
+    await expect('surrogate id', get('/v1/videos/%ED%A0%80', u.token), 400, 'invalid_request', 'url');
+    await expect('well-formed unknown id', get(`/v1/videos/vid_${'0'.repeat(25)}`, u.token), 404, 'not_found', 'id');
+    await expect('malformed URL', get('/v1/videos/%E0%A4%A', u.token), 400, 'invalid_request', 'url');
+    await expect('over-long id', get(`/v1/videos/${'a'.repeat(500)}`, u.token), 404, 'not_found');
+    await expect('NUL in the query', get('/v1/videos?cursor=%00', u.token), 400, 'invalid_request', 'cursor');
+    await expect('surrogate in the query', get('/v1/videos?cursor=%ED%A0%80', u.token), 400, 'invalid_request', 'cursor');
+    await expect('unknown query parameters', get(`/v1/videos?${Array.from({ length: 500 }, (_, i) => `p${i}=1`).join('&')}`, u.token), 400, 'invalid_request', 'p0');
+    await expect('too many query parameters', get(`/v1/videos?${Array.from({ length: 3000 }, (_, i) => `p${i}=1`).join('&')}`, u.token), 431, 'headers_too_large', 'headers');
+    await expect('NUL in a refresh token', post('/v1/auth/refresh', { refreshToken: 'a\u0000' }), 400, 'invalid_request', 'refreshToken');
+    await expect('surrogate in a password', post('/v1/auth/login', { email: u.email, password: '\ud800password' }), 400, 'invalid_request', 'password');
+    await expect('NUL in a login property name', post('/v1/auth/login', { email: u.email, password: u.password, '\u0000': 1 }), 400, 'invalid_request', 'body');
+
+    // What Node's HTTP parser refuses never reaches a route: raw bytes on a socket.
+    const raw = (request: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const { hostname, port } = new URL(base);
+      const socket = connect(Number(port), hostname, () => socket.write(request));
+      let out = '';
+      socket.on('data', (d) => (out += d));
+      socket.on('error', reject);
+      socket.on('close', () => resolve({ status: Number(out.split(' ')[1]), body: out.slice(out.indexOf('\r\n\r\n') + 4) }));
+    });
+    const auth = `authorization: Bearer ${u.token}\r\n`;
+    for (const [what, request, status, code] of [
+      ['bad header name', `GET /v1/videos HTTP/1.1\r\nhost: x\r\n${auth}x bad: 1\r\n\r\n`, 400, 'invalid_request'],
+      ['control character in a header', `GET /v1/videos HTTP/1.1\r\nhost: x\r\n${auth}x-a: a\x01b\r\n\r\n`, 400, 'invalid_request'],
+      ['headers over 16 KiB', `GET /v1/videos HTTP/1.1\r\nhost: x\r\n${auth}x-a: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large'],
+      ['not HTTP', 'HELLO\r\n\r\n', 400, 'invalid_request'],
+    ] as const) {
+      const res = await raw(request);
+      assert.equal(res.status, status, what);
+      assert.equal((JSON.parse(res.body) as { error: { code: string } }).error.code, code, what);
+    }
   });
 });
 

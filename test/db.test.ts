@@ -18,7 +18,7 @@ for (const [name, open] of backends) {
     try {
       assert.equal(db.kind, name);
       const versions = await db.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
-      assert.deepEqual(versions.map((v) => v.version), [1]);
+      assert.deepEqual(versions.map((v) => v.version), [1, 2, 3]);
       assert.deepEqual(await migrate(db), [], 'a second start applies nothing');
 
       await assert.rejects(db.tx(async (q) => {

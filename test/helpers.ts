@@ -94,6 +94,8 @@ export async function testEnv(extra: Record<string, string> = {}): Promise<Recor
     PORT: '0',
     LOG_LEVEL: 'warn',
     RENDER_ATTEMPTS: '2',
+    // Every test signs up from 127.0.0.1; test/rate-limit.test.ts sets its own limits.
+    AUTH_RATE_LIMIT_PER_IP: '100000',
     ...extra,
   };
 }

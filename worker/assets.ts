@@ -1,8 +1,10 @@
 // Brings every asset a spec names onto local disk, so ffmpeg never opens a URL
 // itself (its protocol handlers and playlist demuxers are a known way to read
-// local files or reach internal services). Each file is sniffed after download
-// and handed to ffmpeg with a forced demuxer.
+// local files or reach internal services). Each file is sniffed after download,
+// probed (worker/probe.ts: readable, and not a decompression bomb) and handed
+// to ffmpeg with a forced demuxer.
 import { lookup } from 'node:dns/promises';
+import { setMaxListeners } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { copyFile, mkdir, open, realpath, rename, stat } from 'node:fs/promises';
 import { request } from 'node:https';
@@ -11,8 +13,11 @@ import { isIP } from 'node:net';
 import { join, resolve as resolvePath, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { isPublicAddress } from '../engine/address.js';
+import { ASSET_LIMIT_DEFAULTS } from '../engine/config.js';
 import { RenderError } from '../engine/errors.js';
-import { assetsOf, isPublicAddress, type RenderSpec } from '../engine/spec.js';
+import { assetsOf, type RenderSpec } from '../engine/spec.js';
+import { checkAsset, type AssetLimits } from './probe.js';
 
 export type LocalAsset = { path: string; kind: 'image' | 'audio'; format: string };
 
@@ -30,6 +35,8 @@ export type FetchAssetsOptions = {
   allowAddress?: (ip: string) => boolean;
   /** Extra trusted CA certificates (PEM), for a test server's self-signed certificate. */
   ca?: string | Buffer;
+  /** Largest image accepted; default ASSET_LIMIT_DEFAULTS (MAX_ASSET_PIXELS, MAX_ASSET_SIDE). */
+  limits?: AssetLimits;
 };
 
 const MAX_REDIRECTS = 3;
@@ -43,13 +50,21 @@ export async function fetchAssets(spec: RenderSpec, workDir: string, opts: Fetch
   // for them to settle so nothing is still writing into workDir when we return.
   const cancel = new AbortController();
   const signal = opts.signal ? AbortSignal.any([opts.signal, cancel.signal]) : cancel.signal;
+  // Each asset's download and probe listen on it at once (up to 31): not a leak.
+  setMaxListeners(0, signal);
   let firstError: unknown;
+  let probing = Promise.resolve();
   const results = await Promise.allSettled(
     assetsOf(spec).map(async (ref, i) => {
       try {
         const asset = await fetchOne(ref, join(dir, String(i)), { ...opts, signal });
         const kind = wanted.get(ref);
         if (asset.kind !== kind) throw new RenderError('asset_invalid', `${ref} is ${article(asset.kind)} file but is used as ${kind}`, false);
+        // Its first bytes said what it is; ffprobe checks the rest and the picture size.
+        // One probe at a time: each may hold a decoded picture of up to MAX_ASSET_PIXELS.
+        const probed = probing.then(() => checkAsset(ref, asset, opts.limits ?? ASSET_LIMIT_DEFAULTS, signal));
+        probing = probed.catch(() => {});
+        await probed;
         return [ref, asset] as const;
       } catch (err) {
         firstError ??= err;

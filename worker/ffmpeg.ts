@@ -12,9 +12,15 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import ffmpeg from 'fluent-ffmpeg';
 import type { FfmpegCommand, FfprobeData } from 'fluent-ffmpeg';
-import { RenderError } from '../engine/errors.js';
-import type { RenderSpec } from '../engine/spec.js';
+import { ASSET_LIMIT_DEFAULTS } from '../engine/config.js';
+import { RenderError, VgenError } from '../engine/errors.js';
+import { totalSeconds, type RenderSpec } from '../engine/spec.js';
+import { planTimeline, totalFrames, type Slot } from '../engine/timeline.js';
 import type { LocalAsset } from './assets.js';
+import { checkGuard, useGuardedTools } from './ffmpeg-guard.js';
+
+// Every ffmpeg and ffprobe this process starts dies with it (see ffmpeg-guard.ts).
+useGuardedTools(ffmpeg);
 
 const REQUIRED_FILTERS = ['xfade', 'drawtext', 'zoompan'];
 const REQUIRED_ENCODERS = ['libx264', 'aac'];
@@ -24,6 +30,7 @@ const INSTALL_HINT = 'install it with `apt-get install ffmpeg` (or set FFMPEG_PA
 export async function checkFfmpeg(): Promise<{ version: string }> {
   const version = await toolVersion(process.env.FFMPEG_PATH ?? 'ffmpeg', 'ffmpeg');
   await toolVersion(process.env.FFPROBE_PATH ?? 'ffprobe', 'ffprobe');
+  await checkGuard();
   const major = /^n?(\d+)\./.exec(version)?.[1];
   // Git snapshots ("N-11xxxx-g…") carry no number and are newer than any release.
   if (major !== undefined && Number(major) < 5) throw new Error(`ffmpeg ${version} is too old: vgen needs ffmpeg >= 5; ${INSTALL_HINT}`);
@@ -82,6 +89,8 @@ export type RenderOptions = {
   fontFile: string;
   /** x264 preset; veryfast is about 2x faster than medium for a small size cost. */
   preset?: string;
+  /** Largest image (width × height) a decoder may accept, the second guard after the asset probe; default MAX_ASSET_PIXELS's. */
+  maxPixels?: number;
   onProgress?: (fraction: number) => void;
   signal?: AbortSignal;
 };
@@ -91,41 +100,144 @@ export type RenderResult = { videoPath: string; posterPath: string; durationMs: 
 export async function renderVideo(opts: RenderOptions): Promise<RenderResult> {
   const { spec, workDir, signal } = opts;
   signal?.throwIfAborted();
-  const { width, height, fps } = spec.output;
-  const timeline = planTimeline(spec);
-  const totalFrames = timeline.at(-1)?.end ?? 0;
-  const seconds = totalFrames / fps;
+  let plan: RenderPlan;
+  try {
+    plan = planRender(opts);
+  } catch (err) {
+    // The worker validated the spec already; this is the planner's own guard.
+    if (err instanceof VgenError) throw new RenderError('spec_invalid', err.message, false);
+    throw err;
+  }
+  const { frames, seconds } = plan;
+  await Promise.all(plan.captions.map((c) => writeFile(c.path, c.text)));
+  // Two images at a time (ffmpeg's start-up dominates for small ones): at most
+  // two full-size pictures in memory, far less than the main run holds.
+  await twoAtATime(plan.fits, async (fit) => {
+    const cmd = ffmpeg(fit.input.path).inputOptions(fit.input.options).outputOptions(fit.outputOptions).output(fit.output);
+    await run(cmd, signal).catch((err: unknown) => {
+      throw inputFailure(err, [fit.input]) ?? err;
+    });
+  });
 
+  const videoPath = join(workDir, 'video.mp4');
   const cmd = ffmpeg();
-  const graph: string[] = [];
-  let inputs = 0;
-  // Every file input is whitelisted to local files and has its format forced:
-  // ffmpeg must never guess a playlist or concat list out of an asset.
-  const addInput = (asset: LocalAsset, extra: string[] = []) => {
-    const format = asset.kind === 'image' ? ['-f', 'image2', '-pattern_type', 'none'] : ['-f', asset.format];
-    cmd.input(asset.path).inputOptions(['-protocol_whitelist', 'file,pipe', ...format, ...extra]);
-    return inputs++;
-  };
+  for (const input of plan.inputs) cmd.input(input.path).inputOptions(input.options);
+  cmd.complexFilter(plan.filter).outputOptions(plan.outputOptions).output(videoPath);
 
+  let reported = 0;
+  await run(cmd, signal, (t) => {
+    // Monotonic and below 1 until the poster and probe are done too.
+    const fraction = Math.min(0.99, t / seconds);
+    if (fraction > reported) opts.onProgress?.((reported = fraction));
+  }).catch((err: unknown) => {
+    throw inputFailure(err, plan.inputs) ?? err;
+  });
+
+  const posterPath = join(workDir, 'poster.jpg');
+  await run(
+    ffmpeg(videoPath)
+      .inputOptions(['-protocol_whitelist', 'file,pipe', '-f', 'mov', '-ss', String(Math.min(1, seconds / 2))])
+      .outputOptions(['-hide_banner', '-loglevel', 'error', '-frames:v', '1', '-q:v', '3', '-update', '1', '-f', 'image2'])
+      .output(posterPath),
+    signal,
+  );
+
+  const probed = await probe(videoPath, 'mov');
+  if (!probed.video) throw new RenderError('render_failed', 'ffmpeg produced no video stream');
+  // The plan and the file must agree (field notes: verify every output). A
+  // mismatch is a bug in the plan or the graph: no retry renders it differently.
+  if (probed.video.frames !== frames)
+    throw new RenderError('render_failed', `ffmpeg produced ${probed.video.frames} frames; the timeline has ${frames}`, false);
+  opts.onProgress?.(1);
+  return { videoPath, posterPath, durationMs: probed.durationMs, width: probed.video.width, height: probed.video.height };
+}
+
+export type FfmpegInput = { path: string; options: string[]; /** the spec's asset reference */ ref: string };
+
+/** One image decoded and fitted to the output size, written as one raw frame. */
+export type FitPass = { input: FfmpegInput; outputOptions: string[]; output: string };
+
+/** Every ffmpeg run of a render, decided without running anything. */
+export type RenderPlan = {
+  /** Run first, two at a time: each distinct image, fitted to the output size. */
+  fits: FitPass[];
+  /** The main run's inputs: fitted frames and the music. */
+  inputs: FfmpegInput[];
+  filter: string;
+  outputOptions: string[];
+  /** Files the filter reads caption text from; write them before running. */
+  captions: { path: string; text: string }[];
+  timeline: Slot[];
+  frames: number;
+  seconds: number;
+};
+
+/**
+ * The ffmpeg runs for a spec. Pure (tests read the plan):
+ * - every distinct image is decoded once, in a run of its own that scales and
+ *   crops it to the output size and writes one raw frame (with -max_pixels,
+ *   the decoder's own guard). ffmpeg 5.1 starts a filter graph only once every
+ *   input has delivered a frame, so images decoded by the main run are all in
+ *   memory at once: 30 distinct 8 MP photos took 1.5 GB that way, and four
+ *   inputs of one 10000×10000 PNG 1.75 GB;
+ * - the main run reads each fitted frame once and `split`s it to the scenes
+ *   that show it;
+ * - every scene is an exact frame count, the video is trimmed to the
+ *   timeline's frames and the audio to its seconds: no graph can run past
+ *   the spec's length.
+ */
+export function planRender(opts: Pick<RenderOptions, 'spec' | 'assets' | 'workDir' | 'fontFile' | 'preset' | 'maxPixels'>): RenderPlan {
+  const { spec, workDir } = opts;
+  const { width, height, fps } = spec.output;
+  const timeline = planTimeline(spec); // throws if a scene would own no frame
+  const frames = totalFrames(timeline);
+  const seconds = frames / fps;
+
+  // Every file input is whitelisted to local files and has its format forced
+  // (WHITELIST, then -f): ffmpeg must never guess a playlist or concat list out of an asset.
+  const inputs: FfmpegInput[] = [];
+  const graph: string[] = [];
+
+  // Each distinct image: fitted in its own run, then one input of the main run, split to its scenes.
+  const showing = new Map<string, number[]>();
+  for (const [i, scene] of spec.scenes.entries())
+    if ('image' in scene.background) showing.set(scene.background.image, [...(showing.get(scene.background.image) ?? []), i]);
+  const fits: FitPass[] = [];
+  for (const [ref, scenes] of showing) {
+    const asset = assetOf(opts.assets, ref, 'image');
+    const fitted = join(workDir, `fitted-${fits.length}.yuv`);
+    fits.push({
+      input: { path: asset.path, ref, options: [...WHITELIST, '-f', 'image2', '-pattern_type', 'none', '-max_pixels', String(opts.maxPixels ?? ASSET_LIMIT_DEFAULTS.maxPixels)] },
+      outputOptions: [
+        '-hide_banner', '-loglevel', 'error',
+        '-vf', `scale=${width}:${height}:force_original_aspect_ratio=increase,crop=${width}:${height},format=yuv420p`,
+        '-frames:v', '1', '-f', 'rawvideo',
+      ],
+      output: fitted,
+    });
+    // A raw frame has no header: its size and pixel format are given here.
+    inputs.push({ path: fitted, ref, options: [...WHITELIST, '-f', 'rawvideo', '-pixel_format', 'yuv420p', '-video_size', `${width}x${height}`] });
+    const split = scenes.length > 1 ? `,split=${scenes.length}` : '';
+    graph.push(`[${inputs.length - 1}:v]setsar=1${split}${scenes.map((i) => `[img${i}]`).join('')}`);
+  }
+
+  const captions: RenderPlan['captions'] = [];
   const fontSize = Math.max(10, Math.round(height / 13));
   for (const [i, scene] of spec.scenes.entries()) {
-    const { frames } = timeline[i]!;
+    const { frames: n } = timeline[i]!;
     let chain: string;
     if ('image' in scene.background) {
-      const k = addInput(assetOf(opts.assets, scene.background.image, 'image'));
-      // One decoded frame, scaled once, repeated by the loop filter: an exact
-      // frame count with no `-loop 1` input that could run on unbounded.
-      chain =
-        `[${k}:v]scale=${width}:${height}:force_original_aspect_ratio=increase,crop=${width}:${height},` +
-        `setsar=1,format=yuv420p,loop=loop=${frames - 1}:size=1,settb=1/${fps},setpts=N,fps=${fps}`;
+      // One decoded frame repeated by the loop filter: an exact frame count
+      // with no `-loop 1` input that could run on unbounded. n ≥ 1 (planTimeline).
+      chain = `[img${i}]loop=loop=${n - 1}:size=1,settb=1/${fps},setpts=N,fps=${fps}`;
     } else {
-      chain = `color=c=${ffmpegColor(scene.background.color)}:s=${width}x${height}:r=${fps},format=yuv420p,setsar=1,trim=end_frame=${frames}`;
+      chain = `color=c=${ffmpegColor(scene.background.color)}:s=${width}x${height}:r=${fps},format=yuv420p,setsar=1,trim=end_frame=${n}`;
     }
     if (scene.caption) {
       // The text goes through a file: no filtergraph escaping of user text.
       // expansion=none stops drawtext from evaluating %{...} sequences in it.
       const textFile = join(workDir, `caption-${i}.txt`);
-      await writeFile(textFile, wrapCaption(scene.caption.text, width * 0.9, fontSize));
+      captions.push({ path: textFile, text: wrapCaption(scene.caption.text, width * 0.9, fontSize) });
       chain +=
         `,drawtext=fontfile=${filterValue(opts.fontFile)}:textfile=${filterValue(textFile)}:expansion=none` +
         `:fontsize=${fontSize}:fontcolor=white:line_spacing=${Math.round(fontSize / 4)}` +
@@ -154,76 +266,76 @@ export async function renderVideo(opts: RenderOptions): Promise<RenderResult> {
     joined = out;
   }
 
+  // The hard stop: at most the timeline's frames leave the graph, whatever
+  // runs upstream; trim then ends the stream, so nothing pulls an endless source.
+  graph.push(`[${joined}]trim=end_frame=${frames}[vout]`);
+
   // Audio is rendered once for the whole timeline (no pops at scene borders).
   const fade = Math.min(1, seconds / 4);
   const normalize = 'aformat=sample_fmts=fltp:sample_rates=48000:channel_layouts=stereo';
   if (spec.audio) {
-    const k = addInput(assetOf(opts.assets, spec.audio.src, 'audio'), ['-stream_loop', '-1', '-t', String(seconds)]);
-    graph.push(`[${k}:a]${normalize},atrim=duration=${seconds},afade=t=out:st=${seconds - fade}:d=${fade}[aout]`);
+    const music = assetOf(opts.assets, spec.audio.src, 'audio');
+    inputs.push({ path: music.path, ref: spec.audio.src, options: [...WHITELIST, '-f', music.format, '-stream_loop', '-1', '-t', String(seconds)] });
+    graph.push(`[${inputs.length - 1}:a]${normalize},atrim=duration=${seconds},afade=t=out:st=${seconds - fade}:d=${fade}[aout]`);
   } else {
     graph.push(`anullsrc=r=48000:cl=stereo,${normalize},atrim=duration=${seconds}[aout]`);
   }
 
-  const videoPath = join(workDir, 'video.mp4');
-  cmd
-    .complexFilter(graph.join(';'))
-    .outputOptions([
-      // Global options may sit anywhere. -loglevel error hides the stats line
-      // unless -stats asks for it; every 0.25 s gives progress on short renders too.
-      '-hide_banner', '-loglevel', 'error', '-stats', '-stats_period', '0.25',
-      '-map', `[${joined}]`, '-map', '[aout]',
-      '-c:v', 'libx264', '-preset', opts.preset ?? 'veryfast', '-profile:v', 'high', '-pix_fmt', 'yuv420p', '-r', String(fps),
-      '-c:a', 'aac', '-b:a', '128k', '-ar', '48000',
-      '-movflags', '+faststart', '-f', 'mp4',
-    ])
-    .output(videoPath);
-
-  let reported = 0;
-  await run(cmd, signal, (t) => {
-    // Monotonic and below 1 until the poster and probe are done too.
-    const fraction = Math.min(0.99, t / seconds);
-    if (fraction > reported) opts.onProgress?.((reported = fraction));
-  });
-
-  const posterPath = join(workDir, 'poster.jpg');
-  await run(
-    ffmpeg(videoPath)
-      .inputOptions(['-protocol_whitelist', 'file,pipe', '-f', 'mov', '-ss', String(Math.min(1, seconds / 2))])
-      .outputOptions(['-hide_banner', '-loglevel', 'error', '-frames:v', '1', '-q:v', '3', '-update', '1', '-f', 'image2'])
-      .output(posterPath),
-    signal,
-  );
-
-  const probed = await probe(videoPath, 'mov');
-  if (!probed.video) throw new RenderError('render_failed', 'ffmpeg produced no video stream');
-  opts.onProgress?.(1);
-  return { videoPath, posterPath, durationMs: probed.durationMs, width: probed.video.width, height: probed.video.height };
+  const outputOptions = [
+    // Global options may sit anywhere. -loglevel error hides the stats line
+    // unless -stats asks for it; every 0.25 s gives progress on short renders too.
+    '-hide_banner', '-loglevel', 'error', '-stats', '-stats_period', '0.25',
+    '-map', '[vout]', '-map', '[aout]',
+    // A second stop, computed from the spec alone, not from the planner: even a
+    // wrong plan cannot run past the spec's length (the frame check after the
+    // render then fails it). Not the planned count itself: ffmpeg 5.1 closes
+    // every stream of the file once one reaches its -frames, cutting the audio tail.
+    '-frames:v', String(Math.ceil(totalSeconds(spec) * fps) + 1),
+    '-c:v', 'libx264', '-preset', opts.preset ?? 'veryfast', '-profile:v', 'high', '-pix_fmt', 'yuv420p', '-r', String(fps),
+    '-c:a', 'aac', '-b:a', '128k', '-ar', '48000',
+    '-movflags', '+faststart', '-f', 'mp4',
+  ];
+  return { fits, inputs, filter: graph.join(';'), outputOptions, captions, timeline, frames, seconds };
 }
 
-export type Slot = { start: number; end: number; frames: number; overlap: number };
+const WHITELIST = ['-protocol_whitelist', 'file,pipe'];
+
+/** fn over items, two running at once; the first failure stops new starts and is thrown once both lanes settled. */
+async function twoAtATime<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const lane = async () => {
+    while (!failed && next < items.length) {
+      try {
+        await fn(items[next++]!);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  const settled = await Promise.allSettled([lane(), lane()]);
+  const failure = settled.find((r) => r.status === 'rejected');
+  if (failure) throw failure.reason;
+}
+
+export { planTimeline, type Slot } from '../engine/timeline.js';
 
 /**
- * Where each scene sits on the output timeline, in frames. Ends are rounded
- * from the exact cumulative time, so rounding never adds up across scenes and
- * the total stays within half a frame of totalSeconds(spec).
+ * ffmpeg failed because of what an input holds (a decoder or demuxer refused
+ * it, or it is larger than -max_pixels): an asset_invalid naming the asset,
+ * which no retry can fix. Anything else is left as it was (render_failed).
  */
-export function planTimeline(spec: RenderSpec): Slot[] {
-  const fps = spec.output.fps;
-  const slots: Slot[] = [];
-  let seconds = 0;
-  for (const [i, scene] of spec.scenes.entries()) {
-    const prev = slots[i - 1];
-    // The first scene has nothing to transition from (checkSpecRules refuses it).
-    const t = i > 0 ? (scene.transition?.duration ?? 0) : 0;
-    // Same association as totalSeconds(), so a total landing on half a frame rounds the same way.
-    seconds = seconds + scene.duration - t;
-    const end = Math.round(seconds * fps);
-    // Rounding must not let the overlap swallow the whole previous scene.
-    const overlap = prev ? Math.min(Math.round(t * fps), prev.frames - 1) : 0;
-    const start = (prev?.end ?? 0) - overlap;
-    slots.push({ start, end, frames: end - start, overlap });
-  }
-  return slots;
+export function inputFailure(err: unknown, inputs: FfmpegInput[]): RenderError | undefined {
+  const words = err instanceof RenderError && err.code === 'render_failed' ? String((err.cause as Error | undefined)?.message ?? '') : '';
+  // "Error while decoding stream #1:0: …", "Cannot determine format of input stream 1:0 …"
+  // or "<path>: Invalid data found when processing input" (opening it).
+  const k = /(?:Error while decoding stream #|input stream )(\d+):\d+/.exec(words)?.[1];
+  const input = k !== undefined ? inputs[Number(k)] : inputs.find((i) => words.includes(`${i.path}: `));
+  if (!input) return undefined;
+  const size = /Picture size (\d+x\d+) exceeds specified max pixel count (\d+)/.exec(words);
+  const reason = size ? `is too large to decode (${size[1]}, more than ${size[2]} pixels)` : 'could not be decoded (the file is damaged or not what it claims to be)';
+  return new RenderError('asset_invalid', `${input.ref} ${reason}`, false, { cause: err });
 }
 
 function assetOf(assets: Map<string, LocalAsset>, ref: string, kind: LocalAsset['kind']): LocalAsset {

@@ -1,9 +1,8 @@
 // The render pipeline for one job: fetch assets → ffmpeg → upload → result.
 // Each job works in its own temp folder, removed whatever happens.
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { UnrecoverableError, type Job, type Processor } from 'bullmq';
 import type { Config } from '../engine/config.js';
 import { RENDER_ERRORS, RenderError } from '../engine/errors.js';
@@ -14,6 +13,7 @@ import { parseSpec, type RenderSpec } from '../engine/spec.js';
 import { outputKey, type Storage } from '../engine/storage.js';
 import { fetchAssets } from './assets.js';
 import { renderVideo } from './ffmpeg.js';
+import { makeWorkDir } from './work-dir.js';
 
 export interface RenderJobDeps {
   config: Config;
@@ -64,7 +64,8 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
     const log = deps.log.child({ videoId: job.data.videoId, jobId: job.id, attempt: job.attemptsMade + 1 });
     const timeout = AbortSignal.timeout(config.worker.timeoutSeconds * 1000);
     const signal = jobSignal ? AbortSignal.any([jobSignal, timeout]) : timeout;
-    const dir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), `vgen-${job.data.videoId}-`));
+    // Named after this process, so a worker starting after a crash can tell it is stale.
+    const dir = await makeWorkDir(config.worker.tmpDir ?? tmpdir(), String(job.data.videoId));
     let stage = 'fetch';
     const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
       stage = name;
@@ -81,20 +82,24 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
     try {
       // The queue is an API boundary too: anything could have enqueued this.
       const spec = checkedSpec(job.data.spec);
-      const assets = await timed('fetch', () => fetchAssets(spec, dir, { assetsDir: config.worker.assetsDir, signal }));
+      const limits = { maxPixels: config.worker.maxAssetPixels, maxSide: config.worker.maxAssetSide };
+      const assets = await timed('fetch', () => fetchAssets(spec, dir, { assetsDir: config.worker.assetsDir, limits, signal }));
       const out = await timed('render', () => renderVideo({
         spec,
         assets,
         workDir: dir,
         fontFile: deps.fontFile,
         preset: config.worker.x264Preset,
+        maxPixels: limits.maxPixels,
         onProgress: progressReporter(job, 2, 95),
         signal,
       }));
       // A fresh render id per attempt: a re-render never overwrites a key a CDN may hold.
       const renderId = `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
-      const videoKey = outputKey(job.data.videoId, renderId, 'mp4');
-      const posterKey = outputKey(job.data.videoId, renderId, 'jpg');
+      // Private outputs go under private/, which only signed URLs reach.
+      const visibility = job.data.visibility === 'private' ? 'private' : 'public';
+      const videoKey = outputKey(job.data.videoId, renderId, 'mp4', visibility);
+      const posterKey = outputKey(job.data.videoId, renderId, 'jpg', visibility);
       const [{ bytes }] = await timed('upload', () => Promise.all([
         storage.put(videoKey, out.videoPath, 'video/mp4'),
         storage.put(posterKey, out.posterPath, 'image/jpeg'),

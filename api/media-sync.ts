@@ -1,0 +1,82 @@
+// Keeps a video's files under the prefix its visibility asks for: public ones
+// under `videos/` (served by the CDN / unsigned /media), private ones under
+// `private/videos/` (signed URLs only). A visibility change copies the files to
+// NEW keys under the other prefix (keys are never reused, so a cached URL never
+// changes meaning), points the row at them and deletes the old objects.
+//
+// Every move holds the row lock (SELECT … FOR UPDATE) from the check to the
+// commit, so a PATCH, the settler and the maintenance pass never move the same
+// files twice at once. The old keys are written to `media_deletions` in the same
+// transaction and deleted once it commits; a deletion that fails is retried by
+// the maintenance pass until it succeeds, so no formerly public object is left
+// behind at its public key.
+import type { Db, Queryable } from '../engine/db.js';
+import { isPrivateKey, movedKey, newRenderId, type Storage } from '../engine/storage.js';
+import { forgetMediaDeletions, lockVideo, pendingMediaDeletions, replaceMediaKeys, type VideoRow } from './video-store.js';
+
+/** True when the row's files are where its visibility wants them (or it has none yet). */
+export function mediaPlaced(row: VideoRow): boolean {
+  if (!row.video_key || !row.poster_key) return true;
+  const wantPrivate = row.visibility === 'private';
+  return isPrivateKey(row.video_key) === wantPrivate && isPrivateKey(row.poster_key) === wantPrivate;
+}
+
+/**
+ * In the caller's transaction, with the row locked: copy misplaced files to new
+ * keys, point the row at them and record the old keys for deletion. `copied`
+ * collects the new keys, so the caller can remove them if the transaction fails.
+ */
+async function placeMedia(q: Queryable, storage: Storage, row: VideoRow, copied: string[]): Promise<VideoRow> {
+  if (mediaPlaced(row)) return row;
+  const renderId = newRenderId();
+  const wantPrivate = row.visibility === 'private';
+  const from = [row.video_key!, row.poster_key!];
+  const to = from.map((k) => (isPrivateKey(k) === wantPrivate ? k : movedKey(k, row.visibility, renderId)));
+  for (let i = 0; i < from.length; i++) {
+    if (to[i] === from[i]) continue;
+    await storage.copy(from[i]!, to[i]!);
+    copied.push(to[i]!);
+  }
+  const oldKeys = from.filter((k, i) => to[i] !== k);
+  return replaceMediaKeys(q, row.id, { videoKey: to[0]!, posterKey: to[1]! }, oldKeys);
+}
+
+/** Delete objects a video no longer uses, then forget them. Throws if one could not be deleted. */
+export async function purgeMedia(db: Db, storage: Storage, keys: string[]): Promise<void> {
+  if (!keys.length) return;
+  await Promise.all(keys.map((k) => storage.remove(k)));
+  await forgetMediaDeletions(db, keys);
+}
+
+/**
+ * Lock the video's row, apply `change` to it (a new visibility; it may throw to
+ * roll back), move its files if they are now misplaced, commit, and delete the
+ * video's old files (this move's, and any an earlier failed attempt left).
+ * Resolves once they are gone; rejects if any step failed (before the commit
+ * nothing changed; after it, a retry or the maintenance pass finishes the
+ * deletion). Returns null when there is no such row.
+ */
+export async function placeVideoMedia(
+  db: Db,
+  storage: Storage,
+  id: string,
+  change?: (q: Queryable, row: VideoRow) => Promise<VideoRow>,
+): Promise<VideoRow | null> {
+  const copied: string[] = [];
+  let result: VideoRow | null;
+  try {
+    result = await db.tx(async (q) => {
+      let row = await lockVideo(q, id);
+      if (!row) return null;
+      if (change) row = await change(q, row);
+      return placeMedia(q, storage, row, copied);
+    });
+  } catch (err) {
+    // Nothing committed: the copies are unreferenced.
+    await Promise.all(copied.map((k) => storage.remove(k).catch(() => {})));
+    throw err;
+  }
+  if (!result) return null;
+  await purgeMedia(db, storage, await pendingMediaDeletions(db, { videoId: id, limit: 100 }));
+  return result;
+}
