@@ -7,7 +7,10 @@
 // mean render time, W the wait target, T the boot time, B the jobs waiting:
 //   λ       = the smoothed arrival rate (time constant τ = 10 min), or the
 //             recent one (30 s) when that is 6 standard errors above it: a
-//             flash crowd is believed within seconds, noise is not.
+//             flash crowd is believed within seconds, noise is not. When the
+//             recent rate rules the smoothed one out from below (3 standard
+//             errors), λ is the highest rate it does not rule out: the end of
+//             a crowd is believed within a minute, not after ten.
 //   flow    = the fewest workers c with P(wait > W) ≤ 1 − q (q = 0.95) at load
 //             a = λS: Erlang C, its tail stretched by Allen–Cunneen's
 //             (1 + cv²)/2 for render times that are not exponential.
@@ -20,6 +23,11 @@
 // estimate (at most maxStepOut a decision). In slowly, the way Kubernetes' HPA
 // does it: to the largest need of the last 300 s, and only when that frees
 // more than 6 standard errors, so a steady load's noise seldom moves the fleet.
+// That band is there against noise, which goes both ways. When the smoothed
+// rate has fallen over the last 20 minutes by more than 3 standard errors of
+// such a fall, and had already fallen a window ago, the load is falling, not
+// wobbling: the target then follows the window's largest need down with no
+// band and no margin.
 // Retire idle workers first (longest idle), then booting ones (newest), never
 // a busy or draining one.
 
@@ -81,6 +89,22 @@ export interface PolicyConfig {
   /** The recent rate replaces the smoothed one when it is this many of its standard errors above it. */
   readonly surgeConfidence: number;
   /**
+   * When the recent rate is this many standard errors below the smoothed one, λ is the
+   * highest rate the recent one does not rule out at this confidence: the end of a flash
+   * crowd, whose arrivals the smoothed rate remembers for half an hour. Lower than
+   * `surgeConfidence` because a false alarm is cheap: it lowers one decision's need,
+   * and the scale-in window holds the fleet up to the window's largest need anyway.
+   */
+  readonly dropConfidence: number;
+  /** Span over which a fall of the smoothed rate is measured (`trendConfidence`). */
+  readonly trendSeconds: number;
+  /**
+   * A fall of the smoothed rate over `trendSeconds` by more than this many standard errors
+   * of such a fall is a falling load, not noise: scale in without the tolerance band and
+   * without the margin (a falling load does not reverse on the next uptick of noise).
+   */
+  readonly trendConfidence: number;
+  /**
    * Hysteresis: scale in only when the fleet exceeds the need by more than
    * this many standard errors of the rate estimate (in workers), and at least
    * one worker. A steady load's noise then seldom moves the fleet back and forth.
@@ -102,6 +126,9 @@ export const DEFAULT_POLICY: PolicyConfig = {
   rateConfidence: 0,
   surgeWindowSeconds: 30,
   surgeConfidence: 6,
+  dropConfidence: 3,
+  trendSeconds: 1200,
+  trendConfidence: 3,
   scaleInTolerance: 6,
   scaleOutMargin: 2,
 };
@@ -122,6 +149,8 @@ export interface PolicyMemory {
   readonly desired?: number;
   /** When the target was last raised. */
   readonly lastScaleOutAt?: number;
+  /** The smoothed arrival rate, one sample a minute over the last `trendSeconds`, oldest first. */
+  readonly rates?: readonly { readonly at: number; readonly rate: number }[];
 }
 
 export const EMPTY_MEMORY: PolicyMemory = { needs: [] };
@@ -166,8 +195,12 @@ export function decide(state: ObservedState, config: PolicyConfig, memory: Polic
   const smoothed = Math.max(state.arrivalRate, 0);
   // A surge: the recent rate is far above what the smoothed one's noise explains.
   const recent = state.recentArrivalRate ?? 0;
-  const surge = recent > smoothed + config.surgeConfidence * Math.sqrt(smoothed / (2 * Math.max(config.surgeWindowSeconds, 1)));
-  const lambda = surge ? recent : smoothed;
+  const surgeWindow = 2 * Math.max(config.surgeWindowSeconds, 1);
+  const surge = recent > smoothed + config.surgeConfidence * Math.sqrt(smoothed / surgeWindow);
+  // The end of a surge: the highest rate r with recent ≥ r − k·√(r / 2τ), i.e. √r = (k' + √(k'² + 4·recent)) / 2.
+  const k = config.dropConfidence / Math.sqrt(surgeWindow);
+  const plausible = state.recentArrivalRate === undefined ? Infinity : ((k + Math.sqrt(k * k + 4 * Math.max(recent, 0))) / 2) ** 2;
+  const lambda = surge ? recent : Math.min(smoothed, plausible);
   const cv2 = (Math.max(state.render.stddevSeconds, 0) / S) ** 2;
 
   let idle = 0;
@@ -190,6 +223,19 @@ export function decide(state: ObservedState, config: PolicyConfig, memory: Polic
   const lambdaHigh = lambda + config.rateConfidence * lambdaError;
   const flow = staffing(lambdaHigh * S, S, W, cv2, config.quantile, config.max);
   const noise = lambdaError * S; // one standard error of the load estimate, in workers
+
+  // A falling load: the smoothed rate now against the oldest sample within trendSeconds.
+  // Two values of an exponential average of Poisson arrivals Δ apart differ by noise of
+  // standard error √(2(1 − e^(−Δ/τ)))·lambdaError. The fall must also have begun before
+  // the scale-in window (the rate a window ago is already lower), so that the window's
+  // largest need is one from the fall: a sudden drop is still held for the whole window.
+  let rates = (memory.rates ?? []).filter((r) => r.at >= now - config.trendSeconds && r.at <= now);
+  if (!rates.length || now - rates[rates.length - 1]!.at >= 60) rates = [...rates, { at: now, rate: smoothed }];
+  const fell = (from: { at: number; rate: number }, to: { at: number; rate: number }) =>
+    to.rate - from.rate < -config.trendConfidence * Math.sqrt(2 * (1 - Math.exp(-(to.at - from.at) / Math.max(config.rateWindowSeconds, 1)))) * lambdaError;
+  const windowAgo = [...rates].reverse().find((r) => r.at <= now - config.scaleInWindowSeconds);
+  const falling = now - rates[0]!.at >= config.trendSeconds / 2 && windowAgo !== undefined && windowAgo.at > rates[0]!.at &&
+    fell(rates[0]!, { at: now, rate: smoothed }) && windowAgo.rate < rates[0]!.rate;
 
   // Backlog: the queue when a worker launched now is ready, B_T, must start
   // within W. Workers already there (or wanted for the flow) start W/S jobs
@@ -226,7 +272,7 @@ export function decide(state: ObservedState, config: PolicyConfig, memory: Polic
     desired = config.max; // a lowered ceiling applies at once
     reason = 'max';
   } else {
-    const tolerance = Math.max(1, Math.floor(config.scaleInTolerance * noise));
+    const tolerance = falling ? 1 : Math.max(1, Math.floor(config.scaleInTolerance * noise));
     if (previous - need <= tolerance) {
       desired = previous;
       reason = 'steady';
@@ -234,7 +280,7 @@ export function decide(state: ObservedState, config: PolicyConfig, memory: Polic
       desired = previous;
       reason = 'scale_in_stabilizing';
     } else {
-      const floor = Math.min(config.max, stabilized + pad);
+      const floor = Math.min(config.max, stabilized + (falling ? 0 : pad));
       desired = Math.max(floor, previous - config.maxStepIn);
       reason = desired > floor ? 'step_limit' : 'scale_in';
     }
@@ -248,7 +294,7 @@ export function decide(state: ObservedState, config: PolicyConfig, memory: Polic
     retire: desired < current ? pickRetirees(workers, current - desired) : [],
     need,
     terms: { flow, backlog, projectedBacklog },
-    memory: { needs, desired, lastScaleOutAt: desired > previous ? now : memory.lastScaleOutAt },
+    memory: { needs, desired, lastScaleOutAt: desired > previous ? now : memory.lastScaleOutAt, rates },
   };
 }
 

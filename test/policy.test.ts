@@ -185,6 +185,41 @@ test('a flash crowd is believed at once; the same jump in the smoothed rate alon
   assert.ok(smoothedOnly.desired < 50, `30 s into the crowd the smoothed rate alone asks for ${smoothedOnly.desired}`);
 });
 
+test('the end of a flash crowd is believed within a minute; a dip of the recent rate within its noise changes nothing', () => {
+  const cfg = policyConfig({ min: 1, max: 300, maxStepIn: 1000 });
+  // Ten minutes of a crowd left the smoothed rate at 200 workers' worth; the last 30 s say 25.
+  const after = observed({ load: 25, arrivalRate: 200 / S, recentArrivalRate: 25 / S, workers: workers({ busy: 25, idle: 200 }) });
+  const memory: PolicyMemory = { needs: [{ at: 990, need: 225 }], desired: 225 };
+  const remembered = decide({ ...after, recentArrivalRate: 200 / S }, cfg, memory);
+  const believed = decide(after, cfg, memory);
+  assert.ok(remembered.need > 200, `need ${remembered.need} from the smoothed rate`);
+  assert.ok(believed.need < 60, `need ${believed.need} once the recent rate rules the smoothed one out`);
+  assert.equal(believed.desired, 225, 'the scale-in window still holds the fleet');
+  // Two standard errors of the 30 s rate below the smoothed one: noise, not an end.
+  const dip = observed({ load: 100, recentArrivalRate: (100 - 2 * Math.sqrt(100 * S / (2 * cfg.surgeWindowSeconds))) / S });
+  assert.equal(decide(dip, cfg, { needs: [], desired: 109 }).need, decide({ ...dip, recentArrivalRate: undefined }, cfg, { needs: [], desired: 109 }).need);
+});
+
+test('a falling load is followed without the band, never below the window\'s largest need; a steady one keeps the band', () => {
+  const loadAt = (t: number) => (t < 1200 ? 150 : Math.max(60, 150 - (60 * (t - 1200)) / 3600)); // −60 workers' worth an hour
+  const at = (t: number) => ({ ...observed({ load: loadAt(t), workers: workers({ busy: Math.round(loadAt(t)), idle: 20 }) }), now: t });
+  const { decisions } = run(at, 0, 1200 + 3600, 5, config, { needs: [], desired: 160 });
+  let excess = 0;
+  let n = 0;
+  for (const d of decisions) {
+    const windowMax = Math.max(...d.memory.needs.map((x) => x.need));
+    assert.ok(d.desired >= windowMax, `t ${d.t}: desired ${d.desired} below the window's largest need ${windowMax}`);
+    if (d.t >= 1200 + 900) {
+      excess += d.desired - windowMax;
+      n++;
+    }
+  }
+  assert.ok(excess / n < 1.5, `on average ${(excess / n).toFixed(1)} workers above the window's largest need while falling`);
+  // The same hour at a steady 120: the band holds the fleet where it is.
+  const flat = run((t) => ({ ...observed({ load: 120, workers: workers({ busy: 120, idle: 10 }) }), now: t }), 0, 3600, 5, config, { needs: [], desired: 130 }).decisions;
+  assert.ok(flat.every((d) => d.desired === 130), 'steady');
+});
+
 test('the memory is plain JSON: a new leader reading it back decides the same', () => {
   const { memory } = run((t) => ({ ...observed({ load: 80 + (t % 40), waiting: t % 17 }), now: t }), 0, 400);
   const state = observed({ load: 50, now: 405 });

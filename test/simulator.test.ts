@@ -76,6 +76,10 @@ test('a flash burst: vgen scales out within seconds, back in after it, and never
   const firstBig = r.changes.find(([, n]) => n >= 150);
   assert.ok(firstBig && firstBig[0] < 1800 + 30, `reached 150 at ${firstBig?.[0]}`);
   assert.ok(r.changes.at(-1)![1] < 40, `ended at ${r.changes.at(-1)![1]}`);
+  // The crowd's end is believed within a minute, not after the smoothed rate forgets it:
+  // ten minutes after the crowd (and its backlog) the fleet is down to a third of its peak.
+  const tenMinutesAfter = r.changes.filter(([t]) => t <= 2400 + 600).at(-1)![1];
+  assert.ok(tenMinutesAfter < 80, `${tenMinutesAfter} workers ten minutes after the crowd`);
   assert.equal(r.busyRetireRequests, 0);
   assert.equal(r.lost, 0);
   assert.ok(r.wait.p99 < 180, `p99 ${r.wait.p99}`);
