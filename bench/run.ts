@@ -20,11 +20,12 @@ const BENCHES: Record<string, (args: Record<string, string | boolean | undefined
   render: renderBench,
   api: apiBench,
   autoscaler: async function* (args) { yield* (await import('./autoscaler.js')).autoscalerBench(args); },
+  fleet: async function* (args) { yield* (await import('./fleet.js')).fleetBench(args); },
 };
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { json: { type: 'boolean' }, jobs: { type: 'string' }, concurrency: { type: 'string' }, videos: { type: 'string' }, 'memory-seconds': { type: 'string' } },
+  options: { json: { type: 'boolean' }, jobs: { type: 'string' }, concurrency: { type: 'string' }, videos: { type: 'string' }, 'memory-seconds': { type: 'string' }, workers: { type: 'string' }, 'per-process': { type: 'string' }, burst: { type: 'string' }, 'sleep-ms': { type: 'string' }, window: { type: 'string' }, 'skip-baseline': { type: 'boolean' } },
 });
 const names = positionals.length ? positionals : Object.keys(BENCHES);
 let belowFloor = false;
@@ -38,8 +39,8 @@ for (const name of names) {
     if (f.floor !== undefined && f.ratio !== undefined && f.ratio < f.floor) belowFloor = true;
     if (values.json) process.stdout.write(`${JSON.stringify(f)}\n`);
     else {
-      const base = f.baseline !== undefined ? `  baseline ${f.baseline.toFixed(0)} ${f.unit}  ratio ${f.ratio!.toFixed(2)}${f.floor ? ` (floor ${f.floor})` : ''}` : '';
-      process.stdout.write(`${f.bench.padEnd(6)} ${f.metric.padEnd(34)} ${f.value.toFixed(0).padStart(7)} ${f.unit}${base}\n`);
+      const base = f.baseline !== undefined ? `  baseline ${f.baseline.toFixed(Math.abs(f.baseline) < 10 ? 2 : 0)} ${f.unit}  ratio ${f.ratio!.toFixed(2)}${f.floor ? ` (floor ${f.floor})` : ''}` : '';
+      process.stdout.write(`${f.bench.padEnd(6)} ${f.metric.padEnd(34)} ${f.value.toFixed(Math.abs(f.value) < 10 ? 2 : 0).padStart(7)} ${f.unit}${base}\n`);
     }
   }
 }
