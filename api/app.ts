@@ -73,6 +73,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(videoRoutes, {
     db: deps.db, queue: deps.queue, storage: deps.storage, redis: deps.redis,
     mediaUrlTtlSeconds: config.storage.mediaUrlTtlSeconds,
+    control: { redis: deps.redis, eventsMaxConnections: config.eventsMaxConnections },
+    quotas: config.userQuotas,
   });
 
   await app.register(opsRoutes, { db: deps.db, redis: deps.redis, queue: deps.queue, queueName: config.queueName });

@@ -143,17 +143,21 @@ export async function queueStats(redis: Redis, queue: Queue, now = Date.now()): 
   // Prioritized jobs are scored priority·2³² + n: walk the distinct priorities, one ZCOUNT each.
   const byPriority = waiting > 0 ? [{ priority: 0, waiting }] : [];
   const prioritizedKey = queue.toKey('prioritized');
+  // Each priority's first job is its oldest (FIFO within a priority); with fair
+  // scheduling (engine/fairness.ts) the overall next job is often not the oldest.
+  const levelHeads: string[] = [];
   for (let from = 0; ;) {
     const next = await redis.zrangebyscore(prioritizedKey, from, '+inf', 'WITHSCORES', 'LIMIT', 0, 1);
     if (next.length < 2) break;
+    levelHeads.push(next[0]!);
     const priority = Math.floor(Number(next[1]) / 0x100000000);
     const n = await redis.zcount(prioritizedKey, priority * 0x100000000, (priority + 1) * 0x100000000 - 1);
     byPriority.push({ priority, waiting: n });
     from = (priority + 1) * 0x100000000;
   }
 
-  // The next job to start: the wait list's tail (BullMQ takes from the right), or the lowest prioritized score.
-  const heads = [(await redis.lindex(queue.toKey('wait'), -1)), (await redis.zrange(prioritizedKey, '0', '0'))[0]].filter((id): id is string => !!id);
+  // The oldest waiting job: the wait list's tail (BullMQ takes from the right), or the first job of some priority.
+  const heads = [(await redis.lindex(queue.toKey('wait'), -1)), ...levelHeads].filter((id): id is string => !!id);
   const stamps = await Promise.all(heads.map((id) => redis.hget(queue.toKey(id), 'timestamp')));
   const oldest = Math.min(...stamps.map(Number).filter((t) => t > 0));
 

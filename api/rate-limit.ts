@@ -47,17 +47,17 @@ function fallbackStore(redis: Redis, prefix: string, log: FastifyBaseLogger) {
           });
           return;
         }
-        if (!degraded) log.warn('sign-in rate limits are counted per process: Redis is not reachable');
+        if (!degraded) log.warn('rate limits (sign-in, submits) are counted per process: Redis is not reachable');
         degraded = true;
         return useLocal();
       }
       remote.incr(key, (err, res) => {
         if (!err) {
-          if (degraded) log.info('sign-in rate limits are shared through Redis again');
+          if (degraded) log.info('rate limits (sign-in, submits) are shared through Redis again');
           degraded = false;
           return cb(null, res);
         }
-        if (!degraded) log.warn({ err: err.message }, 'sign-in rate limits are counted per process: Redis failed');
+        if (!degraded) log.warn({ err: err.message }, 'rate limits (sign-in, submits) are counted per process: Redis failed');
         degraded = true;
         useLocal();
       }, timeWindow, max);

@@ -14,8 +14,10 @@ import type { Logger } from '../engine/log.js';
 import type { Metrics } from '../engine/metrics.js';
 import { isParked, PARK_DELAY_MS, QUEUE_PREFIX, type RenderJobData, type RenderResult } from '../engine/queue.js';
 import type { Storage } from '../engine/storage.js';
-import { mediaPlaced, placeVideoMedia } from './media-sync.js';
-import { getVideo, markFailed, markRendering, markSucceeded, staleUnsettled, touch } from './video-store.js';
+import { publishVideoNotice } from '../engine/video-events.js';
+import { cancelJob } from './video-cancel.js';
+import { mediaPlaced, placeVideoMedia, purgeMedia } from './media-sync.js';
+import { discardCanceledOutputs, getVideo, markFailed, markRendering, markSucceeded, staleUnsettled, touch } from './video-store.js';
 
 /** Worker failure reasons are `code: message`; anything else is shown generically. */
 export function userError(failedReason: string | undefined): { code: string; message: string } {
@@ -49,9 +51,30 @@ export function startSettler(opts: SettlerOptions) {
 
   const parkedGraceSeconds = opts.parkedGraceSeconds ?? 60;
 
+  // Only the process whose UPDATE moved the row tells the event streams (api/video-events.ts).
+  const notify = (id: string) =>
+    void publishVideoNotice(opts.producer, queue.name, id, { kind: 'status' })
+      .catch((err) => log.warn({ err: err.message, videoId: id }, 'settler: publishing a status event failed; streams catch up on their next check'));
+
+  const rendering = async (id: string): Promise<boolean> => {
+    const moved = await markRendering(db, id);
+    if (moved) notify(id);
+    // A worker took the job of a canceled video (the cancel's message was lost,
+    // or the job was waiting when its removal failed): ask again.
+    else if ((await getVideo(db, id))?.status === 'canceled') await cancelJob({ queue, redis: opts.producer, log }, id);
+    return moved;
+  };
+
   const succeeded = async (id: string, result: RenderResult): Promise<boolean> => {
     const moved = await markSucceeded(db, id, result);
+    if (!moved) {
+      // Canceled while its last stage ran: its files belong to no video.
+      const keys = [result.videoKey, result.posterKey].filter(Boolean);
+      if (keys.length && (await discardCanceledOutputs(db, id, keys)) > 0 && opts.storage)
+        await purgeMedia(db, opts.storage, keys).catch((err) => log.warn({ err, videoId: id }, 'settler: deleting a canceled render\'s files failed; maintenance will retry'));
+    }
     if (moved) {
+      notify(id);
       opts.metrics?.videosSettled.inc({ outcome: 'succeeded' });
       // The worker wrote where the job said; the row (which a PATCH may have
       // changed meanwhile) decides. A failure here is retried by the maintenance pass.
@@ -67,7 +90,10 @@ export function startSettler(opts: SettlerOptions) {
   const failed = async (id: string, reason: string | undefined): Promise<boolean> => {
     const { code, message } = userError(reason);
     const moved = await markFailed(db, id, code, message);
-    if (moved) opts.metrics?.videosSettled.inc({ outcome: 'failed' });
+    if (moved) {
+      notify(id);
+      opts.metrics?.videosSettled.inc({ outcome: 'failed' });
+    }
     return moved;
   };
   const guard = (what: string, id: string, p: Promise<unknown>) =>
@@ -81,7 +107,7 @@ export function startSettler(opts: SettlerOptions) {
     if (events || closed) return;
     events = new QueueEvents(queue.name, { connection: opts.connection, prefix: QUEUE_PREFIX });
     events.on('error', (err) => log.warn({ err: err.message }, 'settler: queue events connection error'));
-    events.on('active', ({ jobId }) => void guard('markRendering', jobId, markRendering(db, jobId)));
+    events.on('active', ({ jobId }) => void guard('markRendering', jobId, rendering(jobId)));
     events.on('completed', ({ jobId, returnvalue }) => {
       const result = (typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue) as RenderResult;
       void guard('markSucceeded', jobId, succeeded(jobId, result));
@@ -139,7 +165,7 @@ export function startSettler(opts: SettlerOptions) {
       } else if (state === 'failed') {
         moved += Number(await failed(row.id, (await queue.getJob(row.id))?.failedReason));
       } else if (state === 'active' && row.status === 'queued') {
-        moved += Number(await markRendering(db, row.id));
+        moved += Number(await rendering(row.id));
       } else if (state === 'unknown' && Date.now() - row.created_at.getTime() > 120_000) {
         // The job is gone (never enqueued, or removed): nothing will ever settle it.
         moved += Number(await failed(row.id, `lost: ${RENDER_ERRORS.lost}`));

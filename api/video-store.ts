@@ -1,4 +1,5 @@
-// The video state machine: queued → rendering → succeeded | failed | canceled.
+// The video state machine: queued → rendering → succeeded | failed | canceled
+// (canceled from queued or rendering, by markCanceled).
 // Each transition is one conditional UPDATE, so a repeated or late result
 // (a retried job, a replayed event, the reconciler racing the event stream)
 // matches no row and changes nothing.
@@ -29,10 +30,11 @@ export interface VideoRow {
 
 const UNSETTLED = `status IN ('queued', 'rendering')`;
 
-export async function insertVideo(q: Queryable, v: { id: string; userId: string; spec: RenderSpec; visibility: Visibility }): Promise<VideoRow> {
+/** `priority` is the BullMQ priority its job gets (engine/fairness.ts); later submits of the same user read it. */
+export async function insertVideo(q: Queryable, v: { id: string; userId: string; spec: RenderSpec; visibility: Visibility; priority?: number }): Promise<VideoRow> {
   const rows = await q.query<VideoRow>(
-    'INSERT INTO videos (id, user_id, spec, visibility) VALUES ($1, $2, $3, $4) RETURNING *',
-    [v.id, v.userId, JSON.stringify(v.spec), v.visibility],
+    'INSERT INTO videos (id, user_id, spec, visibility, priority) VALUES ($1, $2, $3, $4, $5) RETURNING *',
+    [v.id, v.userId, JSON.stringify(v.spec), v.visibility, v.priority ?? null],
   );
   return rows[0]!;
 }
@@ -73,6 +75,35 @@ export async function markFailed(q: Queryable, id: string, code: string, message
     [id, code, message],
   );
   return rows.length === 1;
+}
+
+/**
+ * queued | rendering → canceled (POST /v1/videos/:id/cancel). Returns the
+ * canceled row, or null when the video had already settled: a result that
+ * lands later matches no row (markSucceeded, markFailed), so it ends canceled once.
+ */
+export async function markCanceled(q: Queryable, id: string): Promise<VideoRow | null> {
+  const rows = await q.query<VideoRow>(
+    `UPDATE videos SET status = 'canceled', updated_at = now(), finished_at = now()
+     WHERE id = $1 AND ${UNSETTLED} RETURNING *`,
+    [id],
+  );
+  return rows[0] ?? null;
+}
+
+/**
+ * A render that finished after its video was canceled left files no row points
+ * at: record them for the maintenance pass to delete. Does nothing unless the
+ * video is canceled. Returns how many keys were recorded.
+ */
+export async function discardCanceledOutputs(q: Queryable, id: string, keys: string[]): Promise<number> {
+  const rows = await q.query(
+    `INSERT INTO media_deletions (key, video_id)
+     SELECT k, $1 FROM unnest($2::text[]) AS k WHERE EXISTS (SELECT 1 FROM videos WHERE id = $1 AND status = 'canceled')
+     ON CONFLICT DO NOTHING RETURNING key`,
+    [id, keys],
+  );
+  return rows.length;
 }
 
 /**

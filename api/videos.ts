@@ -3,15 +3,20 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Db } from '../engine/db.js';
 import { VgenError } from '../engine/errors.js';
 import { newId } from '../engine/ids.js';
 import { PARK_DELAY_MS, type RenderJobData, type RenderResult } from '../engine/queue.js';
 import { RenderSpec, checkSpecRules } from '../engine/spec.js';
 import { isPrivateKey, type Storage } from '../engine/storage.js';
+import type { Lane } from '../engine/fairness.js';
 import { claimKey, requestHash, storeResponse } from './idempotency.js';
 import { placeVideoMedia } from './media-sync.js';
+import { admitVideo, submitLane, submitRateLimit, type UserQuotas } from './quotas.js';
 import { ErrorBody, VideoBody } from './schemas.js';
+import { videoCancelRoutes } from './video-cancel.js';
+import { videoEventRoutes } from './video-events.js';
 import { getVideo, insertVideo, listVideos, setVisibility, type VideoRow, type Visibility } from './video-store.js';
 
 export interface VideoDeps {
@@ -22,6 +27,10 @@ export interface VideoDeps {
   redis?: { readonly status: string };
   /** Lifetime of the signed URLs of private videos, minted on each read. */
   mediaUrlTtlSeconds?: number;
+  /** Redis pub/sub for GET /v1/videos/:id/events and POST /v1/videos/:id/cancel; without it those routes are absent. */
+  control?: { redis: Redis; eventsMaxConnections?: number; heartbeatMs?: number };
+  /** Per-user limits on submits (api/quotas.ts); without it, none. */
+  quotas?: UserQuotas;
 }
 
 const IdempotencyHeaders = Type.Object({
@@ -30,7 +39,12 @@ const IdempotencyHeaders = Type.Object({
 const VisibilityField = Type.Union([Type.Literal('public'), Type.Literal('private')]);
 const VisibilityBody = Type.Object({ visibility: VisibilityField }, { additionalProperties: false });
 const VisibilityQuery = Type.Object(
-  { visibility: Type.Optional(Type.Union([Type.Literal('public'), Type.Literal('private')])) },
+  {
+    visibility: Type.Optional(Type.Union([Type.Literal('public'), Type.Literal('private')])),
+    priority: Type.Optional(Type.Union([Type.Literal('normal'), Type.Literal('high')], {
+      description: '`high` (operator tokens only; anyone else gets 403 naming this field) puts the job in the operator lane, ahead of every user\'s queue.',
+    })),
+  },
   { additionalProperties: false },
 );
 const ListQuery = Type.Object(
@@ -54,8 +68,9 @@ const PROMOTE_TIMEOUT_MS = 1_000;
  * rolled back, so no row will ever exist for it and nothing promotes it; the
  * settler removes it (settleParked in api/settler.ts).
  */
-async function enqueueParked(queue: VideoDeps['queue'], data: RenderJobData, ms: number): Promise<Job<RenderJobData, RenderResult>> {
-  const add = queue.add('render', data, { jobId: data.videoId, delay: PARK_DELAY_MS });
+async function enqueueParked(queue: VideoDeps['queue'], data: RenderJobData, ms: number, priority?: number): Promise<Job<RenderJobData, RenderResult>> {
+  // A parked job keeps its priority: promoting it puts it in BullMQ's `prioritized` set.
+  const add = queue.add('render', data, { jobId: data.videoId, delay: PARK_DELAY_MS, priority });
   add.catch(() => {}); // a failure after the timeout changes nothing
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -112,24 +127,29 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
 
   const auth = { onRequest: app.authenticate, schema: { security: [{ bearer: [] }] } };
 
+  const perUserRate = deps.quotas && submitRateLimit(app, deps.quotas.submitsPerMinute);
+
   app.post('/v1/videos', {
-    onRequest: app.authenticate,
+    onRequest: perUserRate ? [app.authenticate, perUserRate] : app.authenticate,
     bodyLimit: 256 * 1024,
     schema: {
       tags: ['videos'],
       summary: 'Submit a render spec',
-      description: 'Accepts the spec and queues a render. With an Idempotency-Key header, a retry returns the first response and creates nothing.',
+      description: 'Accepts the spec and queues a render. With an Idempotency-Key header, a retry returns the first response and creates nothing. '
+        + 'Per user: at most USER_SUBMITS_PER_MINUTE submissions a minute (429 rate_limited) and USER_MAX_ACTIVE_VIDEOS videos queued or rendering at once (429 too_many_active_videos); both answer with Retry-After.',
       security: [{ bearer: [] }],
       body: RenderSpec,
       headers: IdempotencyHeaders,
       querystring: VisibilityQuery,
-      response: { 202: VideoBody, 400: ErrorBody, 401: ErrorBody, 409: ErrorBody, 413: ErrorBody, 503: ErrorBody },
+      response: { 202: VideoBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody, 413: ErrorBody, 429: ErrorBody, 503: ErrorBody },
     },
   }, async (req, reply) => {
     const spec = req.body as RenderSpec;
     checkSpecRules(spec);
     const userId = req.auth!.id;
-    const visibility: Visibility = (req.query as { visibility?: Visibility }).visibility ?? 'public';
+    const query = req.query as { visibility?: Visibility; priority?: Lane };
+    const visibility: Visibility = query.visibility ?? 'public';
+    const lane = submitLane(req, query.priority);
     const key = (req.headers as { 'idempotency-key'?: string })['idempotency-key'];
     const id = newId('vid');
     const unavailable = () => new VgenError('unavailable', 'the render queue is unavailable; nothing was created, retry later');
@@ -144,12 +164,15 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
     let job: Job<RenderJobData, RenderResult> | undefined;
     const outcome = await db.tx(async (q) => {
       if (key) {
-        const prior = await claimKey<VideoBody>(q, userId, key, requestHash([spec, visibility]));
+        // The lane is part of the request only when asked for, so keys stored before it existed still replay.
+        const prior = await claimKey<VideoBody>(q, userId, key, requestHash(lane === 'high' ? [spec, visibility, lane] : [spec, visibility]));
         if (prior) return { body: prior, replayed: true };
       }
-      const row = await insertVideo(q, { id, userId, spec, visibility });
+      // A replay above is never refused by the limit; a refusal here rolls the key claim back.
+      const priority = deps.quotas ? await admitVideo(q, reply, { userId, lane, maxActiveVideos: deps.quotas.maxActiveVideos }) : undefined;
+      const row = await insertVideo(q, { id, userId, spec, visibility, priority });
       try {
-        job = await enqueueParked(queue, { videoId: id, spec, visibility }, ENQUEUE_TIMEOUT_MS);
+        job = await enqueueParked(queue, { videoId: id, spec, visibility }, ENQUEUE_TIMEOUT_MS, priority);
       } catch (err) {
         req.log.warn({ err, videoId: id }, 'enqueue failed; nothing was created');
         throw unavailable();
@@ -231,4 +254,8 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
     const hasMore = rows.length > limit;
     return { object: 'list', data: await Promise.all(page.map(present)), hasMore, nextCursor: hasMore ? page.at(-1)!.id : null };
   });
+
+  // Live events and cancel (api/video-events.ts, api/video-cancel.ts) answer with the same video object.
+  if (deps.control) await app.register(videoEventRoutes, { db, queue, present, redis: deps.control.redis, maxConnections: deps.control.eventsMaxConnections, heartbeatMs: deps.control.heartbeatMs });
+  if (deps.control) await app.register(videoCancelRoutes, { db, queue, present, redis: deps.control.redis });
 }

@@ -2,7 +2,9 @@
 // production runs, with the render stubbed out) and through a bare BullMQ
 // worker, on the same Redis in the same run. Then accepted→settled videos
 // per second end to end through the API (HTTP submit → Postgres row →
-// BullMQ → runtime → settler → Postgres).
+// BullMQ → runtime → settler → Postgres). Last, fair_wait_ratio
+// (bench/fairness.ts): one user's backlog against nine light users, fair
+// priorities vs plain FIFO.
 import { randomBytes } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
 import Fastify from 'fastify';
@@ -12,6 +14,7 @@ import { loadConfig } from '../engine/config.js';
 import { createLogger } from '../engine/log.js';
 import { QUEUE_PREFIX, type RenderJobData, type RenderResult } from '../engine/queue.js';
 import { startRuntime } from '../worker/runtime.js';
+import { fairnessBench } from './fairness.js';
 import type { Figure } from './run.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -60,14 +63,16 @@ export async function* queueBench(args: Record<string, string | boolean | undefi
   const value = Math.max(...vgenRuns);
   yield { bench: 'queue', metric: `worker runtime, no-op (c=${concurrency})`, value, unit: 'jobs/s', baseline, ratio: value / baseline, floor: 0.8 };
   yield* endToEnd(Number(args.videos ?? 2_000));
+  yield* fairnessBench();
 }
 
-/** POST the same spec `n` times from 32 concurrent clients; seconds taken. */
-async function submitAll(base: string, n: number, headers: Record<string, string>): Promise<number> {
+/** POST the same spec `n` times from 32 concurrent clients (client i sends as clients[i % length]); seconds taken. */
+async function submitAll(base: string, n: number, clients: Record<string, string>[]): Promise<number> {
   const body = JSON.stringify(DATA.spec);
   const t0 = performance.now();
   let next = 0;
-  await Promise.all(Array.from({ length: 32 }, async () => {
+  await Promise.all(Array.from({ length: 32 }, async (_, i) => {
+    const headers = clients[i % clients.length]!;
     while (next++ < n) {
       const res = await fetch(`${base}/v1/videos`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
       if (res.status !== 202) throw new Error(`submit: ${res.status} ${await res.text()}`);
@@ -114,6 +119,8 @@ async function* endToEnd(videos: number): AsyncGenerator<Figure> {
   const config = loadConfig({
     REDIS_URL, DATABASE_URL: dbUrl.toString(), QUEUE_NAME: queueName, PORT: '0', LOG_LEVEL: 'silent',
     JWT_SECRET: randomBytes(32).toString('hex'), DATA_DIR: `/tmp/${dbName}`,
+    // Clients submit as fast as they can: lift the per-user quotas.
+    USER_MAX_ACTIVE_VIDEOS: '1000000', USER_SUBMITS_PER_MINUTE: '1000000',
   });
   const api = await startApi(config);
   let worker: ReturnType<typeof startRuntime> | undefined;
@@ -125,24 +132,31 @@ async function* endToEnd(videos: number): AsyncGenerator<Figure> {
     }
   };
   try {
-    const reg = await fetch(`${api.url}/v1/auth/register`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: 'bench@example.com', password: 'bench-password' }),
-    });
-    const { accessToken } = (await reg.json()) as { accessToken: string };
-    const headers = { authorization: `Bearer ${accessToken}` };
+    // 32 clients, each signed in as a user of its own: an app's many users.
+    const users = await Promise.all(Array.from({ length: 32 }, async (_, i) => {
+      const reg = await fetch(`${api.url}/v1/auth/register`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ email: `bench${i}@example.com`, password: 'bench-password' }),
+      });
+      const { accessToken } = (await reg.json()) as { accessToken: string };
+      return { authorization: `Bearer ${accessToken}` };
+    }));
 
     // Submits alone (no worker yet), against the bare route on the same Postgres and Redis.
-    const baseline = videos / (await submitAll(await bareApi(dbUrl.toString()), videos, {}));
-    const accepted = videos / (await submitAll(api.url, videos, headers));
-    yield { bench: 'queue', metric: 'API submits accepted (32 clients)', value: accepted, unit: 'videos/s', baseline, ratio: accepted / baseline };
+    const baseline = videos / (await submitAll(await bareApi(dbUrl.toString()), videos, [{}]));
+    const accepted = videos / (await submitAll(api.url, videos, users));
+    yield { bench: 'queue', metric: 'API submits accepted (32 users)', value: accepted, unit: 'videos/s', baseline, ratio: accepted / baseline };
+    // One user's ceiling: its submits take a per-user lock (the active-video
+    // count must not race), so they queue behind each other.
+    const oneUser = videos / (await submitAll(api.url, videos, [users[0]!]));
+    yield { bench: 'queue', metric: 'API submits accepted (1 user, 32 clients)', value: oneUser, unit: 'videos/s', baseline, ratio: oneUser / baseline };
 
     // Then the whole path with a worker running: HTTP → row → job → runtime → settler → row.
     worker = startRuntime({ queueName, connection, concurrency: 50, log: api.log, processor: async () => RESULT });
-    await settled(videos);
-    const t0 = performance.now();
-    await submitAll(api.url, videos, headers);
     await settled(2 * videos);
+    const t0 = performance.now();
+    await submitAll(api.url, videos, users);
+    await settled(3 * videos);
     yield { bench: 'queue', metric: 'API accepted→settled, end to end', value: videos / ((performance.now() - t0) / 1000), unit: 'videos/s' };
   } finally {
     for (const app of bareApps.splice(0)) await app.close();

@@ -1,4 +1,4 @@
-// Client commands: submit and status. Each parses its arguments and calls the
+// Client commands: submit, status and cancel. Each parses its arguments and calls the
 // HTTP client; the same calls are what tests and other programs use.
 import { readFileSync } from 'node:fs';
 import type { VideoBody } from '../api/schemas.js';
@@ -41,7 +41,7 @@ export async function submit(path: string, flags: ClientFlags & { wait?: boolean
   let video = await api.submit(spec, { idempotencyKey: flags.idempotencyKey, visibility: flags.private ? 'private' : undefined });
   if (flags.wait) {
     const bar = flags.json ? progressBar({ isTTY: false } as NodeJS.WriteStream) : progressBar();
-    video = await api.waitFor(video.id, bar.update);
+    video = await api.follow(video.id, bar.update);
     bar.done();
   }
   return video;
@@ -49,4 +49,9 @@ export async function submit(path: string, flags: ClientFlags & { wait?: boolean
 
 export async function status(id: string, flags: ClientFlags): Promise<VideoBody> {
   return client(flags).video(id);
+}
+
+/** POST /v1/videos/:id/cancel: a settled video is a 409 conflict. */
+export async function cancel(id: string, flags: ClientFlags): Promise<VideoBody> {
+  return client(flags).cancel(id);
 }

@@ -10,7 +10,7 @@ import { ConfigError, configOrExit } from '../engine/config.js';
 import { VgenError } from '../engine/errors.js';
 import { drainOnSignals, startWorker } from '../worker/main.js';
 import { ApiError } from './client.js';
-import { describe, status, submit, type ClientFlags } from './commands.js';
+import { cancel, describe, status, submit, type ClientFlags } from './commands.js';
 import { apiToken, apiUrl, dataDir } from './options.js';
 import { queueCommand } from './commands/queue.js';
 import { workersCommand } from './commands/workers.js';
@@ -30,6 +30,7 @@ Roles (long-running):
 Client commands (talk to the API):
   vgen submit <spec.json> [--wait] [--json] [--private] [--idempotency-key K]
   vgen status <id> [--json]
+  vgen cancel <id> [--json]   (yours; an operator token cancels anyone's)
 Operator commands (an operator token; each takes --json):
   vgen workers ls | scale <n> [--for 1h] | drain <id>… | --idle | --all [--deadline 100s]
   vgen queue stats [--watch] | pause | resume | retry-failed [--since 1d] | clean [--older-than 1d]
@@ -121,18 +122,19 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'submit':
-    case 'status': {
+    case 'status':
+    case 'cancel': {
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,
         options: { ...clientOptions, wait: { type: 'boolean' }, private: { type: 'boolean' }, 'idempotency-key': { type: 'string' } },
       });
       const arg = positionals[0];
-      if (!arg) throw new VgenError('invalid_request', command === 'submit' ? 'usage: vgen submit <spec.json> [--wait] [--json]' : 'usage: vgen status <id> [--json]');
+      if (!arg) throw new VgenError('invalid_request', command === 'submit' ? 'usage: vgen submit <spec.json> [--wait] [--json]' : `usage: vgen ${command} <id> [--json]`);
       const flags: ClientFlags = { api: apiUrl(values.api), token: apiToken(values.token, values['data-dir']), json: values.json };
       const video = command === 'submit'
         ? await submit(arg, { ...flags, wait: values.wait, private: values.private, idempotencyKey: values['idempotency-key'] })
-        : await status(arg, flags);
+        : command === 'cancel' ? await cancel(arg, flags) : await status(arg, flags);
       process.stdout.write(values.json ? `${JSON.stringify(video, null, 2)}\n` : `${describe(video)}\n`);
       return video.status === 'failed' ? 1 : 0;
     }

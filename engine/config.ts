@@ -75,6 +75,7 @@ export function loadConfig(env: Env = process.env) {
   if (trustProxy !== undefined && /^(true|yes|1)$/i.test(trustProxy))
     throw new ConfigError('TRUST_PROXY', 'must be the proxy\'s address or CIDR range (e.g. 10.0.0.0/8), not "true": any client could then forge its IP');
   const logLevel = oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info');
+  const renderTimeoutSeconds = int(env, 'RENDER_TIMEOUT_SECONDS', 900, 10, 86_400);
 
   return {
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:'], 'redis://127.0.0.1:6379')!,
@@ -95,11 +96,18 @@ export function loadConfig(env: Env = process.env) {
       perIp: int(env, 'AUTH_RATE_LIMIT_PER_IP', 60, 1, 1_000_000),
       perAccount: int(env, 'AUTH_RATE_LIMIT_PER_ACCOUNT', 10, 1, 1_000_000),
     },
+    /** Per-user quotas on POST /v1/videos (api/quotas.ts): videos queued + rendering at once, and submissions per minute (shared through Redis). */
+    userQuotas: {
+      maxActiveVideos: int(env, 'USER_MAX_ACTIVE_VIDEOS', 20, 1, 1_000_000),
+      submitsPerMinute: int(env, 'USER_SUBMITS_PER_MINUTE', 60, 1, 1_000_000),
+    },
     /** scrypt runs in libuv's 4-thread pool, which file serving shares: bound how many run, and how many wait. */
     passwordHashing: {
       concurrency: int(env, 'PASSWORD_HASH_CONCURRENCY', 2, 1, 64),
       queue: int(env, 'PASSWORD_HASH_QUEUE', 32, 0, 10_000),
     },
+    /** GET /v1/videos/:id/events streams one API process holds open at once; past it, 503 with Retry-After. */
+    eventsMaxConnections: int(env, 'EVENTS_MAX_CONNECTIONS', 1000, 1, 1_000_000),
     storage: {
       driver: storageDriver,
       mediaDir: resolve(read(env, 'MEDIA_DIR') ?? resolve(dataDir, 'media')),
@@ -127,7 +135,9 @@ export function loadConfig(env: Env = process.env) {
       imdsEndpoint: trimSlash(url(env, 'IMDS_ENDPOINT', ['http:', 'https:'], 'http://169.254.169.254')!),
       imdsEnabled: read(env, 'IMDS_ENDPOINT') !== undefined || read(env, 'WORKER_PROVIDER') === 'ec2',
       imdsPollSeconds: int(env, 'IMDS_POLL_SECONDS', 5, 1, 60),
-      timeoutSeconds: int(env, 'RENDER_TIMEOUT_SECONDS', 900, 10, 86_400),
+      timeoutSeconds: renderTimeoutSeconds,
+      /** Each job's own time limit, derived from its spec (engine/render-budget.ts), is kept within these. */
+      timeLimit: renderTimeLimitBounds(env, renderTimeoutSeconds),
       x264Preset: oneOf(env, 'X264_PRESET', ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'] as const, 'veryfast'),
       assetsDir: resolve(read(env, 'ASSETS_DIR') ?? resolve(import.meta.dirname, '..', 'assets')),
       tmpDir: read(env, 'WORK_DIR'),
@@ -168,6 +178,15 @@ function autoscalerConfig(env: Env) {
     /** Port of the standalone autoscaler's /metrics (0 = none). */
     metricsPort: int(env, 'AUTOSCALER_METRICS_PORT', 0, 0, 65535),
   };
+}
+
+/** Floor and ceiling of a job's time limit; the ceiling defaults to, and may not exceed, RENDER_TIMEOUT_SECONDS. */
+function renderTimeLimitBounds(env: Env, renderTimeoutSeconds: number) {
+  const maxSeconds = int(env, 'RENDER_TIME_LIMIT_MAX_SECONDS', renderTimeoutSeconds, 1, renderTimeoutSeconds);
+  const minSeconds = int(env, 'RENDER_TIME_LIMIT_MIN_SECONDS', Math.min(60, maxSeconds), 1, 86_400);
+  if (minSeconds > maxSeconds)
+    throw new ConfigError('RENDER_TIME_LIMIT_MIN_SECONDS', `must be at most RENDER_TIME_LIMIT_MAX_SECONDS (${maxSeconds}), got ${minSeconds}`);
+  return { minSeconds, maxSeconds };
 }
 
 function oneOfPattern(env: Env, name: string, pattern: RegExp, fallback: string): string {

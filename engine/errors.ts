@@ -14,6 +14,7 @@ export const ERRORS = {
   body_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
+  too_many_active_videos: 429, // the caller already has USER_MAX_ACTIVE_VIDEOS videos queued or rendering
   headers_too_large: 431, // request line and headers over Node's 16 KiB (e.g. thousands of query parameters)
   internal: 500,
   unavailable: 503, // the render queue (Redis) is unreachable; nothing was created, safe to retry

@@ -8,10 +8,12 @@
 //   {vgen}:<queue>:workers           sorted set: worker id → last heartbeat (ms)
 //   {vgen}:<queue>:worker:<id>       hash: the record's fields (lastHeartbeat is the score above)
 //   {vgen}:<queue>:drain:<id>        pub/sub channel: drain wishes, also kept in the hash's `drain` field
+//   {vgen}:<queue>:cancels           pub/sub channel: canceled video ids (engine/cancel.ts), on the same subscriber
 //
 // A beat is one pipelined round trip of two commands (ZADD, HMGET), plus an
 // HSET only when the state, current job or job count changed since the last beat.
 import { Redis } from 'ioredis';
+import { cancelKeys } from './cancel.js';
 import { QUEUE_PREFIX } from './queue.js';
 
 export type WorkerState = 'starting' | 'idle' | 'busy' | 'draining';
@@ -58,6 +60,8 @@ export interface Registry {
   requestDrain(id: string, opts?: { deadlineMs?: number }): Promise<boolean>;
   /** Subscribe (on a connection of its own); returns unsubscribe. */
   onDrain(id: string, fn: (drain: Drain) => void): Promise<() => Promise<void>>;
+  /** Video ids canceled from now on (engine/cancel.ts), on the same subscriber connection; returns unsubscribe. */
+  onCancel(fn: (videoId: string) => void): Promise<() => Promise<void>>;
   /** Closes the subscriber connection, if one was opened. The main connection is the caller's. */
   close(): Promise<void>;
 }
@@ -155,6 +159,8 @@ export function createRegistry(redis: Redis, opts: { queueName: string; subscrib
 
   let subscriber: Redis | undefined;
   const handlers = new Map<string, Set<(d: Drain) => void>>();
+  const cancelChannel = cancelKeys(opts.queueName).channel;
+  const cancelHandlers = new Set<(videoId: string) => void>();
   const getSubscriber = (): Redis => {
     if (subscriber) return subscriber;
     subscriber = opts.subscriberUrl
@@ -162,6 +168,16 @@ export function createRegistry(redis: Redis, opts: { queueName: string; subscrib
       : redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
     subscriber.on('error', () => {}); // reconnects by itself; the persisted wish covers the gap
     subscriber.on('message', (channel: string, message: string) => {
+      if (channel === cancelChannel) {
+        for (const fn of cancelHandlers) {
+          try {
+            fn(message);
+          } catch {
+            // a handler's error is its own
+          }
+        }
+        return;
+      }
       const set = handlers.get(channel);
       const drain = parseDrain(message);
       if (!set || !drain) return;
@@ -276,8 +292,19 @@ export function createRegistry(redis: Redis, opts: { queueName: string; subscrib
       };
     },
 
+    async onCancel(fn) {
+      const sub = getSubscriber();
+      if (cancelHandlers.size === 0) await sub.subscribe(cancelChannel);
+      cancelHandlers.add(fn);
+      return async () => {
+        if (!cancelHandlers.delete(fn) || cancelHandlers.size > 0) return;
+        await sub.unsubscribe(cancelChannel).catch(() => {});
+      };
+    },
+
     async close() {
       handlers.clear();
+      cancelHandlers.clear();
       const s = subscriber;
       subscriber = undefined;
       if (s) await s.quit().catch(() => s.disconnect());

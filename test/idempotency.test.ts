@@ -82,7 +82,8 @@ describe('with a healthy queue', () => {
     assert.equal(answers.filter((r) => r.headers.get('idempotent-replayed') === 'true').length, 19);
     assert.equal(await count('SELECT count(*)::int AS n FROM videos'), before + 1);
     // The job is runnable: promoted from parked once the row committed.
-    assert.equal(await queue.getJobState(bodies[0]!.id), 'waiting');
+    // Promoted: waiting for a worker, in BullMQ's `prioritized` set as every API job has a priority (engine/fairness.ts).
+    assert.equal(await queue.getJobState(bodies[0]!.id), 'prioritized');
   });
 
   test('a key expires after 24 hours: it may then be used as new, and the sweep deletes old keys', async () => {
@@ -180,7 +181,7 @@ describe('while Redis hangs (SIGSTOP) or fails', () => {
     const id = ((await a.json()) as Video).id;
     assert.equal(((await b.json()) as Video).id, id);
     const queue = openQueue(env);
-    assert.equal(await queue.getJobState(id), 'waiting');
+    assert.equal(await queue.getJobState(id), 'prioritized'); // promoted (every API job has a priority)
   });
 
   test('a failed enqueue answers 503 to the first request and to replays in flight; a late add never runs', async () => {

@@ -76,7 +76,7 @@ test('a spot notice mid-render: the worker hands the job back before the deadlin
   assert.ok(Date.now() - t0 < 8_000, `exited ${Date.now() - t0} ms after the notice`);
   const queue = openQueue(env);
   const job = (await queue.getJob(id))!;
-  assert.equal(await job.getState(), 'waiting');
+  assert.equal(await job.getState(), 'prioritized'); // back waiting for a worker, with its priority (engine/fairness.ts)
   assert.equal(job.attemptsMade, 0, 'a spot interruption is not the job\'s fault');
   assert.equal(await registry.get(rec.id), null);
   assert.ok(imds.requests.length > 0 && imds.requests.every((r) => r.status !== 401), 'every read carried a valid token');

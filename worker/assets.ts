@@ -25,6 +25,8 @@ export type FetchAssetsOptions = {
   /** The folder `assets/<name>` refers to. */
   assetsDir: string;
   signal?: AbortSignal;
+  /** Called with the fraction of assets fetched and probed so far. */
+  onProgress?: (fraction: number) => void;
   /** Per asset; default 50 MB. */
   maxBytes?: number;
   /** Per asset, redirects included; default 30 s. */
@@ -54,8 +56,10 @@ export async function fetchAssets(spec: RenderSpec, workDir: string, opts: Fetch
   setMaxListeners(0, signal);
   let firstError: unknown;
   let probing = Promise.resolve();
+  const refs = assetsOf(spec);
+  let ready = 0;
   const results = await Promise.allSettled(
-    assetsOf(spec).map(async (ref, i) => {
+    refs.map(async (ref, i) => {
       try {
         const asset = await fetchOne(ref, join(dir, String(i)), { ...opts, signal });
         const kind = wanted.get(ref);
@@ -65,6 +69,7 @@ export async function fetchAssets(spec: RenderSpec, workDir: string, opts: Fetch
         const probed = probing.then(() => checkAsset(ref, asset, opts.limits ?? ASSET_LIMIT_DEFAULTS, signal));
         probing = probed.catch(() => {});
         await probed;
+        opts.onProgress?.(++ready / refs.length);
         return [ref, asset] as const;
       } catch (err) {
         firstError ??= err;

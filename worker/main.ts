@@ -34,7 +34,7 @@ export async function startWorker(config: Config, opts: { log?: Logger } = {}) {
     lockSeconds: config.worker.lockSeconds,
     lostLimit: config.worker.lostLimit,
     log,
-    processor: renderProcessor({ config, storage: createStorage(config), fontFile, log, metrics }),
+    processor: renderProcessor({ config, storage: createStorage(config), fontFile, log, metrics, events: connection }),
     identity: {
       id: config.worker.id,
       provider: config.worker.provider,

@@ -4,13 +4,17 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { UnrecoverableError, type Job, type Processor } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { JobCanceledError } from '../engine/cancel.js';
 import type { Config } from '../engine/config.js';
 import { RENDER_ERRORS, RenderError } from '../engine/errors.js';
 import type { Logger } from '../engine/log.js';
 import type { Metrics } from '../engine/metrics.js';
 import type { RenderJobData, RenderResult } from '../engine/queue.js';
 import { parseSpec, type RenderSpec } from '../engine/spec.js';
+import { renderTimeLimitSeconds, stageWeights } from '../engine/render-budget.js';
 import { outputKey, type Storage } from '../engine/storage.js';
+import { publishVideoNotice } from '../engine/video-events.js';
 import { fetchAssets } from './assets.js';
 import { renderVideo } from './ffmpeg.js';
 import { makeWorkDir } from './work-dir.js';
@@ -21,28 +25,53 @@ export interface RenderJobDeps {
   fontFile: string;
   log: Logger;
   metrics?: Metrics;
+  /** The worker's connection: progress notices for the event streams (engine/video-events.ts). Without it, job progress only. */
+  events?: Redis;
 }
 
-/** Throttle progress writes to Redis: at most one a second, and only on change. */
-function progressReporter(job: Job, from: number, to: number) {
-  let last = -1;
+/**
+ * The job's progress, 0–100, across its stages: each stage maps its own 0–1
+ * onto its share of the whole, weighted by the spec's cost estimate
+ * (engine/render-budget.ts). Never goes back: a retry (or a job handed back by
+ * a draining worker) continues from what the job last showed and spreads its
+ * own work over the rest. Writes to Redis at most once a second, and always
+ * at a stage's start and end; each write is also published for event streams.
+ */
+function progressReporter(job: Job, publish?: (fraction: number) => void) {
+  const base = typeof job.progress === 'number' ? Math.min(100, Math.max(0, job.progress)) : 0;
+  let last = base;
   let lastAt = 0;
-  return (fraction: number) => {
-    const pct = Math.round(from + (to - from) * Math.min(1, Math.max(0, fraction)));
+  const write = (pct: number, force: boolean): Promise<void> => {
     const now = Date.now();
-    if (pct === last || now - lastAt < 1000) return;
+    if (pct <= last || (!force && now - lastAt < 1000)) return Promise.resolve();
     last = pct;
     lastAt = now;
-    job.updateProgress(pct).catch(() => {});
+    publish?.(pct / 100);
+    return job.updateProgress(pct).catch(() => {});
+  };
+  return {
+    /** A reporter for one stage spanning [from, to] of the whole (0–1). */
+    stage(from: number, to: number) {
+      const at = (fraction: number) => Math.floor(base + (100 - base) * (from + (to - from) * Math.min(1, Math.max(0, fraction))));
+      void write(at(0), true);
+      return (fraction: number) => void write(at(fraction), fraction >= 1);
+    },
+    /** 100 %, written before the job completes. */
+    done: () => write(100, true),
   };
 }
 
 /**
  * Failure reasons travel as `code: message` (the API shows them to users).
- * Errors that retrying cannot fix skip the remaining attempts.
+ * Errors that retrying cannot fix skip the remaining attempts. A job past its
+ * time limit is retried once (a stuck ffmpeg or a sick host may be transient);
+ * a retry past it too fails as render_timeout.
  */
-function jobError(err: unknown, timedOut: boolean): Error {
-  if (timedOut) return new UnrecoverableError(`render_timeout: ${RENDER_ERRORS.render_timeout}`);
+function jobError(err: unknown, timedOut: boolean, firstAttempt: boolean): Error {
+  if (timedOut) {
+    const reason = `render_timeout: ${RENDER_ERRORS.render_timeout}`;
+    return firstAttempt ? new Error(reason) : new UnrecoverableError(reason);
+  }
   if (err instanceof RenderError) {
     const reason = `${err.code}: ${err.message}`;
     return err.retryable ? new Error(reason) : new UnrecoverableError(reason);
@@ -62,8 +91,20 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
   const { config, storage } = deps;
   return async (job, _token, jobSignal) => {
     const log = deps.log.child({ videoId: job.data.videoId, jobId: job.id, attempt: job.attemptsMade + 1 });
-    const timeout = AbortSignal.timeout(config.worker.timeoutSeconds * 1000);
+    // The spec decides the limit (a broken spec gets the floor: it fails at once anyway).
+    let limitSeconds = config.worker.timeLimit.minSeconds;
+    let weights: ReturnType<typeof stageWeights> | undefined;
+    try {
+      limitSeconds = renderTimeLimitSeconds(job.data.spec, config.worker.timeLimit);
+      weights = stageWeights(job.data.spec);
+    } catch {
+      // checkedSpec below says what is wrong
+    }
+    const timeout = AbortSignal.timeout(limitSeconds * 1000);
     const signal = jobSignal ? AbortSignal.any([jobSignal, timeout]) : timeout;
+    const events = deps.events;
+    const progress = progressReporter(job, events && ((fraction) =>
+      void publishVideoNotice(events, config.queueName, job.data.videoId, { kind: 'progress', progress: fraction }).catch(() => {})));
     // Named after this process, so a worker starting after a crash can tell it is stale.
     const dir = await makeWorkDir(config.worker.tmpDir ?? tmpdir(), String(job.data.videoId));
     let stage = 'fetch';
@@ -83,7 +124,9 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
       // The queue is an API boundary too: anything could have enqueued this.
       const spec = checkedSpec(job.data.spec);
       const limits = { maxPixels: config.worker.maxAssetPixels, maxSide: config.worker.maxAssetSide };
-      const assets = await timed('fetch', () => fetchAssets(spec, dir, { assetsDir: config.worker.assetsDir, limits, signal }));
+      const w = weights ?? stageWeights(spec);
+      const fetched = progress.stage(...w.fetch);
+      const assets = await timed('fetch', () => fetchAssets(spec, dir, { assetsDir: config.worker.assetsDir, limits, signal, onProgress: fetched }));
       const out = await timed('render', () => renderVideo({
         spec,
         assets,
@@ -91,7 +134,7 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
         fontFile: deps.fontFile,
         preset: config.worker.x264Preset,
         maxPixels: limits.maxPixels,
-        onProgress: progressReporter(job, 2, 95),
+        onProgress: progress.stage(...w.render),
         signal,
       }));
       // A fresh render id per attempt: a re-render never overwrites a key a CDN may hold.
@@ -100,18 +143,23 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
       const visibility = job.data.visibility === 'private' ? 'private' : 'public';
       const videoKey = outputKey(job.data.videoId, renderId, 'mp4', visibility);
       const posterKey = outputKey(job.data.videoId, renderId, 'jpg', visibility);
+      progress.stage(...w.upload);
       const [{ bytes }] = await timed('upload', () => Promise.all([
         storage.put(videoKey, out.videoPath, 'video/mp4'),
         storage.put(posterKey, out.posterPath, 'image/jpeg'),
       ]).catch((err) => {
         throw new RenderError('upload_failed', RENDER_ERRORS.upload_failed, true, { cause: err });
       }));
-      await job.updateProgress(100);
+      await progress.done();
       log.info({ videoKey, bytes, durationMs: out.durationMs }, 'render succeeded');
       return { videoKey, posterKey, durationMs: out.durationMs, width: out.width, height: out.height, bytes };
     } catch (err) {
-      log.warn({ err, stage }, 'render failed');
-      throw jobError(err, timeout.aborted);
+      if (jobSignal?.reason instanceof JobCanceledError) {
+        log.info({ stage }, 'render stopped: the video was canceled');
+        throw jobSignal.reason; // the job gate ends the job (worker/lifecycle/drain.ts)
+      }
+      log.warn({ err, stage, limitSeconds, timedOut: timeout.aborted }, 'render failed');
+      throw jobError(err, timeout.aborted, job.attemptsMade === 0);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

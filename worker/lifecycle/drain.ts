@@ -17,13 +17,20 @@
 // BullMQ's own `attemptsStarted` counter grows (we set no maxStartedAttempts).
 // A render that still completes (it was past the point of no abort: upload)
 // completes normally; it is never both handed back and completed.
-import { WaitingError, type Job, type Processor } from 'bullmq';
+//
+// Canceling (engine/cancel.ts) also aborts the job's signal, but the job then
+// ends: it fails with UnrecoverableError('canceled: …'), so no attempt is left
+// to retry it, and is never handed back. The API has already moved the video
+// to `canceled`, so that failure changes no row.
+import { UnrecoverableError, WaitingError, type Job, type Processor } from 'bullmq';
+import { JobCanceledError } from '../../engine/cancel.js';
 import type { Logger } from '../../engine/log.js';
 
 export interface ActiveJob {
   job: Job;
   startedAt: number;
   handBack: boolean;
+  canceled?: boolean;
   abort: AbortController;
 }
 
@@ -39,19 +46,35 @@ export interface JobGate<D, R> {
   handBackLate(deadline: number): void;
   /** How many jobs were handed back. */
   readonly handedBack: number;
+  /** Abort a job this worker holds because its video was canceled; false if it holds no such job. */
+  cancel(jobId: string): boolean;
 }
 
-export function createJobGate<D, R>(inner: Processor<D, R>, opts: { log: Logger; onChange?: () => void }): JobGate<D, R> {
+export interface JobGateOptions {
+  log: Logger;
+  onChange?: () => void;
+  /** Asked as each job starts: was it canceled before this worker took it? */
+  isCanceled?: (jobId: string) => Promise<boolean>;
+}
+
+export function createJobGate<D, R>(inner: Processor<D, R>, opts: JobGateOptions): JobGate<D, R> {
   const active = new Map<string, ActiveJob>();
   let jobsDone = 0;
   let handedBack = 0;
   let refuseAll: string | undefined;
 
   const handBack = (entry: ActiveJob, reason: string) => {
-    if (entry.handBack) return;
+    if (entry.handBack || entry.canceled) return;
     entry.handBack = true;
     opts.log.info({ videoId: entry.job.id, jobId: entry.job.id, reason }, 'handing the job back to the queue');
     entry.abort.abort(new Error(`drain: ${reason}`));
+  };
+
+  const cancel = (entry: ActiveJob) => {
+    if (entry.canceled) return;
+    entry.canceled = true;
+    opts.log.info({ videoId: entry.job.id, jobId: entry.job.id }, 'video canceled: stopping its render');
+    entry.abort.abort(new JobCanceledError(entry.job.id!));
   };
 
   const processor: Processor<D, R> = async (job, token, signal) => {
@@ -60,12 +83,18 @@ export function createJobGate<D, R>(inner: Processor<D, R>, opts: { log: Logger;
     active.set(id, entry);
     opts.onChange?.();
     try {
+      // In the map first, then asked: a cancel from now on finds the entry, one before it left the wish.
+      if (opts.isCanceled && (await opts.isCanceled(id).catch(() => false))) cancel(entry);
       if (refuseAll) handBack(entry, refuseAll); // fetched in the instant the deadline passed
       entry.abort.signal.throwIfAborted();
       const result = await inner(job, token, signal ? AbortSignal.any([signal, entry.abort.signal]) : entry.abort.signal);
       jobsDone++;
       return result;
     } catch (err) {
+      if (entry.canceled) {
+        jobsDone++;
+        throw new UnrecoverableError(new JobCanceledError(id).message);
+      }
       if (!entry.handBack) {
         jobsDone++;
         throw err;
@@ -93,6 +122,12 @@ export function createJobGate<D, R>(inner: Processor<D, R>, opts: { log: Logger;
     },
     get handedBack() {
       return handedBack;
+    },
+    cancel(jobId) {
+      const entry = active.get(jobId);
+      if (!entry) return false;
+      cancel(entry);
+      return true;
     },
     handBackAll(reason) {
       refuseAll = reason;

@@ -11,6 +11,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../../engine/log.js';
 import type { RenderJobData, RenderResult } from '../../engine/queue.js';
 import { createRegistry, type Registry, type WorkerRecord, type WorkerState } from '../../engine/registry.js';
+import { isCancelRequested } from '../../engine/cancel.js';
 import { startRuntime } from '../runtime.js';
 import { createJobGate } from './drain.js';
 import { startHeartbeat } from './heartbeat.js';
@@ -69,7 +70,17 @@ export function startManagedWorker(opts: ManagedWorkerOptions): ManagedWorker {
   let deadlineTimer: NodeJS.Timeout | undefined;
   let lateCheck: NodeJS.Timeout | undefined;
 
-  const gate = createJobGate(opts.processor, { log, onChange: () => void heartbeat.beat() });
+  const gate = createJobGate(opts.processor, {
+    log,
+    onChange: () => void heartbeat.beat(),
+    isCanceled: (jobId) => isCancelRequested(opts.connection, opts.queueName, jobId),
+  });
+  // Canceled videos (POST /v1/videos/:id/cancel): the worker holding the job stops it.
+  // On the registry's subscriber: no connection of its own.
+  const unsubscribeCancels = registry.onCancel((videoId) => void gate.cancel(videoId)).catch((err) => {
+    log.warn({ err }, 'could not subscribe to cancels; a canceled job is still stopped when it next starts');
+    return async () => {};
+  });
   const state = (): WorkerState => (drainReq ? 'draining' : !ready ? 'starting' : gate.active.size > 0 ? 'busy' : 'idle');
   const snapshot = () => ({ state: state(), currentJob: gate.active.keys().next().value, jobsDone: gate.jobsDone });
 
@@ -133,6 +144,7 @@ export function startManagedWorker(opts: ManagedWorkerOptions): ManagedWorker {
     clearInterval(lateCheck);
     spot?.stop();
     await heartbeat.stop();
+    await (await unsubscribeCancels)().catch(() => {});
     await (await unsubscribe)().catch(() => {});
     await registered;
     await registry.deregister(id).catch((err) => log.warn({ err }, 'could not deregister; the registry prunes this worker after its TTL'));
