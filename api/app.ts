@@ -8,6 +8,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../engine/config.js';
 import type { Db } from '../engine/db.js';
+import { VgenError } from '../engine/errors.js';
 import type { Logger } from '../engine/log.js';
 import { mediaSigningKey } from '../engine/media-url.js';
 import type { Metrics } from '../engine/metrics.js';
@@ -31,11 +32,48 @@ export interface AppDeps {
   log: Logger;
 }
 
+/**
+ * JSON bodies must be valid UTF-8: Fastify's own parser decodes with
+ * replacement, so `a\xC0\xAF@…` was stored as `a\uFFFD\uFFFD@…`. This one
+ * takes the bytes, refuses a malformed sequence as 400 invalid_json, and hands
+ * the text to Fastify's default parser (secure-json-parse: `__proto__` and
+ * `constructor.prototype` keys are still refused). bodyLimit still applies.
+ */
+function strictJsonParser(app: FastifyInstance) {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+    let text: string;
+    try {
+      text = utf8.decode(body as Buffer);
+    } catch {
+      done(new VgenError('invalid_json', 'body is not valid UTF-8', 'body'), undefined);
+      return;
+    }
+    parseJson(req, text, done);
+  });
+}
+
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config } = deps;
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: 1024 * 1024,
+    // A request must arrive whole (headers and body) within this, or it gets a
+    // 408 (clientErrorHandler): a body dripped a byte at a time no longer holds
+    // a connection forever. Node's requestTimeout covers receiving the request
+    // only, so event streams and downloads that follow it are not cut.
+    requestTimeout: config.httpRequestTimeoutSeconds * 1000,
+    // Given to the server's constructor too: Node enforces requestTimeout only
+    // when headersTimeout is not above it, and derives that there (set later,
+    // headersTimeout stays 60 s and a 30 s requestTimeout never fires). How
+    // often Node checks (its default, 30 s) bounds the overshoot.
+    http: {
+      requestTimeout: config.httpRequestTimeoutSeconds * 1000,
+      headersTimeout: Math.min(60_000, config.httpRequestTimeoutSeconds * 1000),
+      connectionsCheckingInterval: Math.min(1_000, config.httpRequestTimeoutSeconds * 500),
+    },
     // Per-request log lines would dwarf everything else; the metrics histogram covers requests.
     logController: new LogController({ disableRequestLogging: true }),
     // Behind a load balancer, set TRUST_PROXY to its address range, never `true`.
@@ -48,6 +86,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   guardStrings(app);
   // The API speaks JSON only: any other body is a 415, not a string the schema then refuses.
   app.removeContentTypeParser('text/plain');
+  strictJsonParser(app);
   registerErrorHandling(app);
   observeRequests(app, deps.metrics);
 

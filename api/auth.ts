@@ -16,7 +16,7 @@ import { VgenError } from '../engine/errors.js';
 import { authRateLimits, type AuthRateLimits } from './rate-limit.js';
 import { Credentials, ErrorBody, Tokens } from './schemas.js';
 import {
-  createUser, findUserByApiKey, findUserByEmail, findUserById, HashingBusy, limitPasswordHashing, normalizeEmail, verifyPassword, type User,
+  createUser, findUserByApiKey, findUserByEmail, findUserById, HashingBusy, limitPasswordHashing, normalizeEmail, passwordHashingFull, verifyPassword, type User,
 } from './users.js';
 
 declare module 'fastify' {
@@ -58,6 +58,11 @@ export function bearerToken(header: string | undefined): string | undefined {
 }
 
 const tokenId = () => randomBytes(16).toString('base64url');
+/**
+ * Credentials and refresh tokens are small; the app-wide 1 MiB limit let a
+ * deeply nested body cost ~175 ms of event loop to parse, unauthenticated.
+ */
+export const AUTH_BODY_LIMIT = 16 * 1024;
 const TURNED_AWAY = Symbol('turned away');
 
 // A fixed hash to compare against when the email is unknown, so a login takes
@@ -114,35 +119,45 @@ export const authPlugin = fp(async (app: FastifyInstance, opts: AuthOptions) => 
     req.auth = { id: claims.sub, role: claims.role };
   });
 
-  const errors = { 400: ErrorBody, 401: ErrorBody, 409: ErrorBody };
+  const errors = { 400: ErrorBody, 401: ErrorBody, 409: ErrorBody, 413: ErrorBody };
   const signInErrors = { ...errors, 429: ErrorBody, 503: ErrorBody };
 
-  // Sign-in routes: the address is counted before the body is read; the email
+  // The bound on password hashing turned a sign-in away: 503 with Retry-After,
+  // answered here rather than thrown, so a flood does not log a line per request
+  // (the error handler logs every 5xx); one summary line every 10 s instead.
+  let turnedAway = 0;
+  let lastReport = 0;
+  const turnAway = (reply: FastifyReply, retryAfterSeconds = new HashingBusy().retryAfterSeconds) => {
+    turnedAway++;
+    if (Date.now() - lastReport > 10_000) {
+      app.log.warn({ turnedAway }, 'password checks are saturated; sign-ins answered 503');
+      lastReport = Date.now();
+      turnedAway = 0;
+    }
+    return reply.status(503).header('retry-after', String(retryAfterSeconds)).send({ error: new HashingBusy().toJSON() });
+  };
+
+  // Sign-in routes: first, with the hashing gate already full, a 503 before
+  // the body is read or parsed (a flood from many addresses then costs no
+  // parsing); the address is counted before the body is read too; the email
   // is normalized (NFKC) before the schema checks it, and counted once valid,
-  // before any password is hashed.
+  // before any password is hashed. The gate itself still decides (busy below).
+  const gateOpen = async (_req: FastifyRequest, reply: FastifyReply) => {
+    if (passwordHashingFull()) return turnAway(reply);
+  };
   const signInHooks = {
-    onRequest: limits.perIp,
+    bodyLimit: AUTH_BODY_LIMIT,
+    onRequest: [gateOpen, limits.perIp],
     preValidation: async (req: FastifyRequest) => {
       const body = req.body as { email?: unknown } | null;
       if (body && typeof body === 'object' && typeof body.email === 'string') body.email = normalizeEmail(body.email);
     },
     preHandler: async (req: FastifyRequest, reply: FastifyReply) => limits.perAccount(req, reply, (req.body as Credentials).email),
   };
-  // The bound on password hashing turned a sign-in away: 503 with Retry-After,
-  // answered here rather than thrown, so a flood does not log a line per request
-  // (the error handler logs every 5xx); one summary line every 10 s instead.
-  let turnedAway = 0;
-  let lastReport = 0;
   const busy = <T>(reply: FastifyReply, work: Promise<T>): Promise<T | typeof TURNED_AWAY> =>
     work.catch((err: unknown) => {
       if (!(err instanceof HashingBusy)) throw err;
-      turnedAway++;
-      if (Date.now() - lastReport > 10_000) {
-        app.log.warn({ turnedAway }, 'password checks are saturated; sign-ins answered 503');
-        lastReport = Date.now();
-        turnedAway = 0;
-      }
-      void reply.status(503).header('retry-after', String(err.retryAfterSeconds)).send({ error: err.toJSON() });
+      void turnAway(reply, err.retryAfterSeconds);
       return TURNED_AWAY;
     });
 
@@ -170,11 +185,14 @@ export const authPlugin = fp(async (app: FastifyInstance, opts: AuthOptions) => 
   });
 
   app.post('/v1/auth/refresh', {
+    bodyLimit: AUTH_BODY_LIMIT,
+    // Counted per address before the body is read: it needs no credentials.
+    onRequest: limits.refreshPerIp,
     schema: {
       tags: ['auth'], summary: 'Trade a refresh token for new tokens',
       description: 'Each refresh token can be traded once, for a new pair. Presenting one that was already traded revokes every refresh token of that sign-in: sign in again.',
       body: Type.Object({ refreshToken: Type.String({ minLength: 1, maxLength: 4096 }) }, { additionalProperties: false }),
-      response: { 200: Tokens, ...errors },
+      response: { 200: Tokens, ...errors, 429: ErrorBody },
     },
   }, async (req) => {
     const claims = verify((req.body as { refreshToken: string }).refreshToken, 'refresh');

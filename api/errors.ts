@@ -4,6 +4,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { poolExhausted } from '../engine/db.js';
 import { VgenError } from '../engine/errors.js';
 
 function toVgenError(err: FastifyError): VgenError {
@@ -25,6 +26,9 @@ function toVgenError(err: FastifyError): VgenError {
   if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message)))
     return new VgenError('invalid_json', 'body is not valid JSON', 'body');
   if (err.statusCode === 429) return new VgenError('rate_limited', 'too many requests, slow down');
+  // A database pool with no free connection in time (engine/db.ts maps its own calls; this catches the rest).
+  const busy = poolExhausted(err);
+  if (busy) return busy;
   if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)
     return new VgenError('invalid_request', err.message);
   return new VgenError('internal', 'internal error');

@@ -1,7 +1,8 @@
 // Periodic upkeep in every API process, independent of Redis:
 //  - delete storage objects a video no longer uses (a move whose deletion failed),
 //  - move the files of succeeded videos that sit under the wrong prefix for their
-//    visibility (made private or public while rendering, and the settler's move failed),
+//    visibility (a public video whose copy out of private/ failed at settle, or
+//    a render by an older worker that wrote under videos/),
 //  - delete Idempotency-Keys older than 24 hours.
 // Every step is idempotent, so replicas running it at once only repeat work.
 import type { Db } from '../engine/db.js';

@@ -4,6 +4,9 @@
 // NEW keys under the other prefix (keys are never reused, so a cached URL never
 // changes meaning), points the row at them and deletes the old objects.
 //
+// Workers always upload under `private/`; the settler places a render's files
+// with commitVideoMedia in the same transaction that marks it succeeded.
+//
 // Every move holds the row lock (SELECT … FOR UPDATE) from the check to the
 // commit, so a PATCH, the settler and the maintenance pass never move the same
 // files twice at once. The old keys are written to `media_deletions` in the same
@@ -49,23 +52,20 @@ export async function purgeMedia(db: Db, storage: Storage, keys: string[]): Prom
 }
 
 /**
- * Lock the video's row, apply `change` to it (a new visibility; it may throw to
- * roll back), move its files if they are now misplaced, commit, and delete the
- * video's old files (this move's, and any an earlier failed attempt left).
- * Resolves once they are gone; rejects if any step failed (before the commit
- * nothing changed; after it, a retry or the maintenance pass finishes the
- * deletion). Returns null when there is no such row.
+ * Lock the video's row, apply `change` to it (a new visibility, or settling a
+ * render; it may throw to roll back), move its files if they are now
+ * misplaced, and commit. Does not delete the old files: the caller purges them
+ * (placeVideoMedia does). Returns null when there is no such row.
  */
-export async function placeVideoMedia(
+export async function commitVideoMedia(
   db: Db,
   storage: Storage,
   id: string,
   change?: (q: Queryable, row: VideoRow) => Promise<VideoRow>,
 ): Promise<VideoRow | null> {
   const copied: string[] = [];
-  let result: VideoRow | null;
   try {
-    result = await db.tx(async (q) => {
+    return await db.tx(async (q) => {
       let row = await lockVideo(q, id);
       if (!row) return null;
       if (change) row = await change(q, row);
@@ -76,7 +76,27 @@ export async function placeVideoMedia(
     await Promise.all(copied.map((k) => storage.remove(k).catch(() => {})));
     throw err;
   }
-  if (!result) return null;
+}
+
+/** Delete a video's old files (this move's, and any an earlier failed attempt left). Throws if one could not be deleted. */
+export async function purgeVideoMedia(db: Db, storage: Storage, id: string): Promise<void> {
   await purgeMedia(db, storage, await pendingMediaDeletions(db, { videoId: id, limit: 100 }));
+}
+
+/**
+ * commitVideoMedia, then delete the video's old files. Resolves once they are
+ * gone; rejects if any step failed (before the commit nothing changed; after
+ * it, a retry or the maintenance pass finishes the deletion). Returns null
+ * when there is no such row.
+ */
+export async function placeVideoMedia(
+  db: Db,
+  storage: Storage,
+  id: string,
+  change?: (q: Queryable, row: VideoRow) => Promise<VideoRow>,
+): Promise<VideoRow | null> {
+  const result = await commitVideoMedia(db, storage, id, change);
+  if (!result) return null;
+  await purgeVideoMedia(db, storage, id);
   return result;
 }

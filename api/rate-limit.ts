@@ -25,6 +25,8 @@ export interface AuthRateLimits {
   windowSeconds: number;
   perIp: number;
   perAccount: number;
+  /** POST /v1/auth/refresh per address (it hashes no password, so its limit is its own). */
+  refreshPerIp: number;
 }
 
 /** Redis first, this process's memory when Redis fails; the same keys in both. */
@@ -70,9 +72,10 @@ function fallbackStore(redis: Redis, prefix: string, log: FastifyBaseLogger) {
 const hashed = (s: string) => createHash('sha256').update(s).digest('base64url').slice(0, 22);
 
 /**
- * Registers the plugin and returns two hooks for the sign-in routes:
- * `perIp` (onRequest, before the body is read) and `perAccount(req, email)`
- * (once the email is known and normalized).
+ * Registers the plugin and returns the hooks for the auth routes:
+ * `perIp` (onRequest, before the body is read), `perAccount(req, email)`
+ * (once the email is known and normalized), and `refreshPerIp` (onRequest
+ * on /v1/auth/refresh).
  */
 export async function authRateLimits(app: FastifyInstance, opts: {
   redisUrl: string;
@@ -102,18 +105,22 @@ export async function authRateLimits(app: FastifyInstance, opts: {
     keyGenerator: (req) => `acct:${hashed((req as FastifyRequest & { rateLimitEmail: string }).rateLimitEmail)}`,
   });
 
+  const refreshByIp = app.createRateLimit({ max: opts.limits.refreshPerIp, timeWindow, keyGenerator: (req) => `refresh-ip:${normalizeIP(req.ip)}` });
+
   const enforce = (result: Awaited<ReturnType<typeof byIp>>, reply: FastifyReply, what: string) => {
     if (result.isAllowed || !result.isExceeded) return;
     const after = Math.max(1, result.ttlInSeconds);
     reply.header('retry-after', String(after));
-    throw new VgenError('rate_limited', `too many sign-in attempts ${what}; retry in ${after} s`);
+    throw new VgenError('rate_limited', `too many ${what}; retry in ${after} s`);
   };
 
   return {
-    perIp: async (req: FastifyRequest, reply: FastifyReply) => enforce(await byIp(req), reply, 'from this address'),
+    perIp: async (req: FastifyRequest, reply: FastifyReply) => enforce(await byIp(req), reply, 'sign-in attempts from this address'),
     perAccount: async (req: FastifyRequest, reply: FastifyReply, email: string) => {
       (req as FastifyRequest & { rateLimitEmail: string }).rateLimitEmail = email.toLowerCase();
-      enforce(await byAccount(req), reply, 'for this email');
+      enforce(await byAccount(req), reply, 'sign-in attempts for this email');
     },
+    /** onRequest on /v1/auth/refresh: counted before the body is read. */
+    refreshPerIp: async (req: FastifyRequest, reply: FastifyReply) => enforce(await refreshByIp(req), reply, 'token refreshes from this address'),
   };
 }

@@ -16,8 +16,8 @@ import { isParked, PARK_DELAY_MS, QUEUE_PREFIX, type RenderJobData, type RenderR
 import type { Storage } from '../engine/storage.js';
 import { publishVideoNotice } from '../engine/video-events.js';
 import { cancelJob } from './video-cancel.js';
-import { mediaPlaced, placeVideoMedia, purgeMedia } from './media-sync.js';
-import { discardCanceledOutputs, getVideo, markFailed, markRendering, markSucceeded, staleUnsettled, touch } from './video-store.js';
+import { commitVideoMedia, purgeMedia, purgeVideoMedia } from './media-sync.js';
+import { discardCanceledOutputs, getVideo, markFailed, markRendering, markSucceeded, settleSucceeded, staleUnsettled, touch } from './video-store.js';
 
 /** Worker failure reasons are `code: message`; anything else is shown generically. */
 export function userError(failedReason: string | undefined): { code: string; message: string } {
@@ -41,7 +41,7 @@ export interface SettlerOptions {
   /** How long a job may stay parked before the reconciler promotes it (row exists) or removes it (no row). */
   parkedGraceSeconds?: number;
   intervalMs?: number;
-  /** With it, a video made private or public while it rendered has its files moved once it succeeds. */
+  /** With it, a succeeded render's files (written under private/) are moved to the public prefix if the video is public when it settles. */
   storage?: Storage;
 }
 
@@ -66,7 +66,38 @@ export function startSettler(opts: SettlerOptions) {
   };
 
   const succeeded = async (id: string, result: RenderResult): Promise<boolean> => {
-    const moved = await markSucceeded(db, id, result);
+    let moved = false;
+    if (opts.storage) {
+      // Workers always write under private/ (worker/render-job.ts). One
+      // transaction settles the row and, under its lock, copies the files to
+      // new public keys if the row is public at that moment, so a public
+      // video's first URL is already its immutable public one and a video made
+      // private while it rendered never has a file under a public key.
+      // Idempotent: a second settle (fast path vs reconciler) matches no
+      // unsettled row and finds the files placed.
+      const storage = opts.storage;
+      let committed = false;
+      try {
+        await commitVideoMedia(db, storage, id, async (q, row) => {
+          const settled = await settleSucceeded(q, id, result);
+          moved = settled !== null;
+          return settled ?? row;
+        });
+        committed = true;
+      } catch (err) {
+        // Placement failed and rolled back: settle anyway. The row keeps its
+        // private keys (presented as signed URLs) until the maintenance pass
+        // moves them (misplacedMedia).
+        log.warn({ err, videoId: id }, 'settler: placing media failed; settling with private keys, maintenance will retry');
+        moved = await markSucceeded(db, id, result);
+      }
+      if (committed) {
+        await purgeVideoMedia(db, storage, id)
+          .catch((err) => log.warn({ err, videoId: id }, 'settler: deleting a moved render\'s old files failed; maintenance will retry'));
+      }
+    } else {
+      moved = await markSucceeded(db, id, result);
+    }
     if (!moved) {
       // Canceled while its last stage ran: its files belong to no video.
       const keys = [result.videoKey, result.posterKey].filter(Boolean);
@@ -76,14 +107,6 @@ export function startSettler(opts: SettlerOptions) {
     if (moved) {
       notify(id);
       opts.metrics?.videosSettled.inc({ outcome: 'succeeded' });
-      // The worker wrote where the job said; the row (which a PATCH may have
-      // changed meanwhile) decides. A failure here is retried by the maintenance pass.
-      if (opts.storage) {
-        const storage = opts.storage;
-        await getVideo(db, id)
-          .then((row) => (row && !mediaPlaced(row) ? placeVideoMedia(db, storage, id) : null))
-          .catch((err) => log.warn({ err, videoId: id }, 'settler: moving media to match visibility failed; maintenance will retry'));
-      }
     }
     return moved;
   };

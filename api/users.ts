@@ -46,6 +46,11 @@ class HashGate {
   get stats() {
     return { running: this.running, waiting: this.waiting.length };
   }
+
+  /** No slot free and no room to wait: the next run() would be refused. */
+  get full() {
+    return this.running >= this.concurrency && this.waiting.length >= this.queue;
+  }
 }
 
 /** Too many password checks in flight in this process: answer 503 with Retry-After, at once. */
@@ -67,6 +72,12 @@ export function limitPasswordHashing(limits: { concurrency: number; queue: numbe
 /** Hashes running and waiting in this process (for tests and metrics). */
 export const passwordHashingStats = () => gate.stats;
 
+/**
+ * True when a password check started now would be turned away: sign-in routes
+ * ask this before reading the body (a flood is refused without parsing it).
+ */
+export const passwordHashingFull = () => gate.full;
+
 export async function hashPassword(password: string): Promise<string> {
   const salt = randomBytes(16);
   const hash = await gate.run(() => scrypt(password, salt, 32, SCRYPT));
@@ -84,9 +95,16 @@ export async function verifyPassword(password: string, stored: string): Promise<
 }
 
 // Control (Cc: NUL, ESC, …) and format (Cf: U+200B zero-width space, U+202E
-// right-to-left override, U+FEFF, …) characters, and lone surrogates (Cs):
-// invisible or unstorable, they let two addresses look alike.
-const INVISIBLE = /[\p{Cc}\p{Cf}\p{Cs}]/u;
+// right-to-left override, U+FEFF, …) characters, lone surrogates (Cs), and
+// every Default_Ignorable_Code_Point (U+034F combining grapheme joiner, the
+// Hangul fillers U+115F, U+3164, U+FFA0, variation selectors, …): invisible
+// or unstorable, they let two addresses look alike.
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Default_Ignorable_Code_Point}]/u;
+// A combining mark that starts the address, a label or the domain, or sits on
+// an ASCII letter (`admin@example.com` + U+0301 is `…coḿ`): a keyboard sends
+// accented Latin letters precomposed, so this only makes look-alikes. Marks on
+// other scripts' letters (Devanagari vowel signs, …) are part of the writing.
+const STRAY_MARK = /(?:^|[\x00-\x7f])\p{M}/u;
 
 /**
  * The form an email is stored and looked up in: NFKC, so `ｍｅ＠example.com`
@@ -97,7 +115,9 @@ const INVISIBLE = /[\p{Cc}\p{Cf}\p{Cs}]/u;
 export function normalizeEmail(raw: string): string {
   const email = raw.normalize('NFKC');
   if (INVISIBLE.test(raw) || INVISIBLE.test(email))
-    throw new VgenError('invalid_request', 'email must not contain control or invisible formatting characters (NUL, zero-width, bidirectional overrides)', 'email');
+    throw new VgenError('invalid_request', 'email must not contain control or invisible characters (NUL, zero-width, bidirectional overrides, fillers)', 'email');
+  if (STRAY_MARK.test(raw) || STRAY_MARK.test(email))
+    throw new VgenError('invalid_request', 'email must not contain a combining mark on an ASCII character or at the start of a part', 'email');
   return email;
 }
 

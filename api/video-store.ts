@@ -59,13 +59,18 @@ export async function markRendering(q: Queryable, id: string): Promise<boolean> 
 }
 
 export async function markSucceeded(q: Queryable, id: string, r: RenderResult): Promise<boolean> {
-  const rows = await q.query(
+  return (await settleSucceeded(q, id, r)) !== null;
+}
+
+/** markSucceeded returning the settled row, or null when it was not unsettled. */
+export async function settleSucceeded(q: Queryable, id: string, r: RenderResult): Promise<VideoRow | null> {
+  const rows = await q.query<VideoRow>(
     `UPDATE videos SET status = 'succeeded', progress = 1, video_key = $2, poster_key = $3, duration_ms = $4,
        width = $5, height = $6, updated_at = now(), finished_at = now()
-     WHERE id = $1 AND ${UNSETTLED} RETURNING id`,
+     WHERE id = $1 AND ${UNSETTLED} RETURNING *`,
     [id, r.videoKey, r.posterKey, Math.round(r.durationMs), r.width, r.height],
   );
-  return rows.length === 1;
+  return rows[0] ?? null;
 }
 
 export async function markFailed(q: Queryable, id: string, code: string, message: string): Promise<boolean> {

@@ -13,6 +13,7 @@ import { isPrivateKey, type Storage } from '../engine/storage.js';
 import type { Lane } from '../engine/fairness.js';
 import { claimKey, requestHash, storeResponse } from './idempotency.js';
 import { placeVideoMedia } from './media-sync.js';
+import { queueBreaker } from './queue-health.js';
 import { admitVideo, submitLane, submitRateLimit, type UserQuotas } from './quotas.js';
 import { ErrorBody, VideoBody } from './schemas.js';
 import { videoCancelRoutes } from './video-cancel.js';
@@ -23,8 +24,12 @@ export interface VideoDeps {
   db: Db;
   queue: Queue<RenderJobData, RenderResult>;
   storage: Storage;
-  /** The queue's producer connection: while it is not ready, a submit answers 503 at once. */
-  redis?: { readonly status: string };
+  /**
+   * The queue's producer connection: while it is not ready, or after an
+   * enqueue timed out until it answers a PING again (api/queue-health.ts), a
+   * submit answers 503 at once.
+   */
+  redis?: { readonly status: string; ping(): Promise<unknown> };
   /** Lifetime of the signed URLs of private videos, minted on each read. */
   mediaUrlTtlSeconds?: number;
   /** Redis pub/sub for GET /v1/videos/:id/events and POST /v1/videos/:id/cancel; without it those routes are absent. */
@@ -62,6 +67,8 @@ const IdParams = Type.Object({ id: Type.String({ pattern: '^vid_[0-9a-z]{25}$', 
 const ENQUEUE_TIMEOUT_MS = 3_000;
 const PROMOTE_TIMEOUT_MS = 1_000;
 
+class EnqueueTimeout extends Error {}
+
 /**
  * Add the job *parked* (delayed by PARK_DELAY_MS, so no worker takes it), within
  * `ms`. An add that lands after the timeout stays parked: its transaction has
@@ -74,7 +81,7 @@ async function enqueueParked(queue: VideoDeps['queue'], data: RenderJobData, ms:
   add.catch(() => {}); // a failure after the timeout changes nothing
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`enqueue timed out after ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new EnqueueTimeout(`enqueue timed out after ${ms} ms`)), ms);
   });
   try {
     return await Promise.race([add, timeout]);
@@ -86,6 +93,8 @@ async function enqueueParked(queue: VideoDeps['queue'], data: RenderJobData, ms:
 export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
   const { db, queue, storage } = deps;
   const mediaUrlTtl = deps.mediaUrlTtlSeconds ?? 3600;
+  const breaker = deps.redis && queueBreaker(deps.redis, { log: app.log });
+  if (breaker) app.addHook('onClose', async () => breaker.close());
 
   /** Progress of unsettled videos lives in Redis (workers hold no DB connection). */
   async function liveProgress(row: VideoRow): Promise<number> {
@@ -153,8 +162,10 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
     const key = (req.headers as { 'idempotency-key'?: string })['idempotency-key'];
     const id = newId('vid');
     const unavailable = () => new VgenError('unavailable', 'the render queue is unavailable; nothing was created, retry later');
-    // While Redis is down, answer at once: no transaction waits on it.
+    // While Redis is down, or hung (an enqueue timed out and no PING has been
+    // answered since), answer at once: no transaction waits on it.
     if (deps.redis && deps.redis.status !== 'ready') throw unavailable();
+    if (breaker?.open) throw unavailable();
 
     // One transaction: claim the key, insert the row, add the job parked, store
     // the response. If the add fails or times out, everything rolls back: no
@@ -171,9 +182,12 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
       // A replay above is never refused by the limit; a refusal here rolls the key claim back.
       const priority = deps.quotas ? await admitVideo(q, reply, { userId, lane, maxActiveVideos: deps.quotas.maxActiveVideos }) : undefined;
       const row = await insertVideo(q, { id, userId, spec, visibility, priority });
+      // Waited for a connection while another submit's enqueue timed out: do not wait 3 s more.
+      if (breaker?.open) throw unavailable();
       try {
         job = await enqueueParked(queue, { videoId: id, spec, visibility }, ENQUEUE_TIMEOUT_MS, priority);
       } catch (err) {
+        if (err instanceof EnqueueTimeout) breaker?.trip();
         req.log.warn({ err, videoId: id }, 'enqueue failed; nothing was created');
         throw unavailable();
       }

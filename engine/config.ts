@@ -95,7 +95,11 @@ export function loadConfig(env: Env = process.env) {
       windowSeconds: int(env, 'AUTH_RATE_LIMIT_WINDOW_SECONDS', 60, 1, 86_400),
       perIp: int(env, 'AUTH_RATE_LIMIT_PER_IP', 60, 1, 1_000_000),
       perAccount: int(env, 'AUTH_RATE_LIMIT_PER_ACCOUNT', 10, 1, 1_000_000),
+      /** POST /v1/auth/refresh per client address, in the same window. */
+      refreshPerIp: int(env, 'AUTH_REFRESH_RATE_LIMIT_PER_IP', 120, 1, 1_000_000),
     },
+    /** Deadline for receiving a whole request, headers and body (Node's server.requestTimeout); responses and streams are not limited. */
+    httpRequestTimeoutSeconds: int(env, 'HTTP_REQUEST_TIMEOUT_SECONDS', 30, 1, 3600),
     /** Per-user quotas on POST /v1/videos (api/quotas.ts): videos queued + rendering at once, and submissions per minute (shared through Redis). */
     userQuotas: {
       maxActiveVideos: int(env, 'USER_MAX_ACTIVE_VIDEOS', 20, 1, 1_000_000),

@@ -19,6 +19,20 @@ export interface Db extends Queryable {
   readonly kind: 'postgres' | 'pglite';
 }
 
+/**
+ * Every pooled connection stayed busy past connectionTimeoutMillis (pg-pool
+ * rejects with this message): the database is saturated, which is a 503 a
+ * client may retry, never a 500.
+ */
+export function poolExhausted(err: unknown): VgenError | undefined {
+  return err instanceof Error && /timeout exceeded when trying to connect/.test(err.message)
+    ? new VgenError('unavailable', 'the database is busy; nothing was changed, retry shortly')
+    : undefined;
+}
+const mapPoolError = (err: unknown): never => {
+  throw poolExhausted(err) ?? err;
+};
+
 async function postgres(url: string): Promise<Db> {
   const pool = new pg.Pool({ connectionString: url, max: 10, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 5_000 });
   // A dropped idle connection must not crash the process; the pool replaces it.
@@ -26,9 +40,9 @@ async function postgres(url: string): Promise<Db> {
   const run = async <T>(c: pg.Pool | pg.PoolClient, sql: string, params?: unknown[]) => (await c.query(sql, params)).rows as T[];
   return {
     kind: 'postgres',
-    query: (sql, params) => run(pool, sql, params),
+    query: <T>(sql: string, params?: unknown[]) => run<T>(pool, sql, params).catch(mapPoolError),
     async tx(fn) {
-      const client = await pool.connect();
+      const client = await pool.connect().catch(mapPoolError);
       try {
         await client.query('BEGIN');
         const out = await fn({ query: (sql, params) => run(client, sql, params) });

@@ -9,7 +9,7 @@ export const QUEUE_PREFIX = '{vgen}';
 export interface RenderJobData {
   videoId: string;
   spec: RenderSpec;
-  /** Where the worker writes the outputs (private ones under `private/`); absent means public. The row stays the truth: the API moves the files if it changed meanwhile. */
+  /** Ignored (accepted for jobs queued before it was): workers always write under `private/`, and the API moves the files to public keys at settle if the row is public then. */
   visibility?: 'public' | 'private';
 }
 

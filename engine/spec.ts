@@ -160,7 +160,13 @@ export function checkSpecRules(spec: RenderSpec): void {
   spec.scenes.forEach((scene, i) => {
     if ('image' in scene.background) checkAssetAddress(scene.background.image, `scenes[${i}].background.image`);
   });
-  if (spec.audio) checkAssetAddress(spec.audio.src, 'audio.src');
+  if (spec.audio) {
+    checkAssetAddress(spec.audio.src, 'audio.src');
+    // The worker takes a file by its content: one file cannot be both.
+    const src = spec.audio.src;
+    const scene = spec.scenes.findIndex((s) => 'image' in s.background && s.background.image === src);
+    if (scene >= 0) throw new VgenError('spec_invalid', `audio.src is also the image of scenes[${scene}]: one file cannot be both an image and audio`, 'audio.src');
+  }
 }
 
 /**
@@ -197,8 +203,11 @@ function checkAssetAddress(ref: string, field: string): void {
     throw new VgenError('invalid_request', `${field} is not a valid URL`, field);
   }
   if (url.username || url.password) throw new VgenError('asset_forbidden', `${field} must not carry credentials`, field);
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  if (isIP(host) ? !isPublicAddress(host) : !host.includes('.') || /\.(local|internal|localhost)$/i.test(host))
+  // A trailing dot names the same host (`localhost.`, `vm.`, an IDN that
+  // maps to `localhost.`): drop one before the checks; an empty label left
+  // (`localhost..`) is no public name either.
+  const host = url.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '');
+  if (isIP(host) ? !isPublicAddress(host) : !host.includes('.') || host.split('.').includes('') || /\.(local|internal|localhost)$/i.test(host))
     throw new VgenError('asset_forbidden', `${field} points to a private or internal address`, field);
 }
 

@@ -17,17 +17,31 @@ export function fsStorage(opts: { dir: string; publicBaseUrl: () => string; sign
     if (!p.startsWith(root + sep)) throw new Error(`storage key escapes the media folder: ${key}`);
     return p;
   };
+  /**
+   * Run `write` (which creates `dest`) after making its folder. A concurrent
+   * remove() of another key may rmdir the folder while it is still empty: on
+   * ENOENT, make it again and retry (a few times; a missing source stays ENOENT).
+   */
+  const inFolder = async <T>(dest: string, write: () => Promise<T>): Promise<T> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await mkdir(dirname(dest), { recursive: true });
+        return await write();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw err;
+      }
+    }
+  };
   return {
     driver: 'fs',
     async put(key, filePath) {
       const dest = pathOf(key);
-      await mkdir(dirname(dest), { recursive: true });
       // Copy beside the destination, then hard-link into place: link() fails if
       // the key exists (keys are immutable) and readers never see half a file.
       const tmp = join(dirname(dest), `.${randomBytes(8).toString('hex')}.tmp`);
-      await copyFile(filePath, tmp);
+      await inFolder(dest, () => copyFile(filePath, tmp));
       try {
-        await link(tmp, dest);
+        await inFolder(dest, () => link(tmp, dest));
       } finally {
         await unlink(tmp).catch(() => {});
       }
@@ -41,17 +55,19 @@ export function fsStorage(opts: { dir: string; publicBaseUrl: () => string; sign
       return `${opts.publicBaseUrl()}/${key}?${signMediaKey(opts.signingKey, key, exp)}`;
     },
     async copy(from, to) {
+      const src = pathOf(from);
       const dest = pathOf(to);
-      await mkdir(dirname(dest), { recursive: true });
       // A hard link: instant, and like put() it fails if the new key exists.
-      await link(pathOf(from), dest);
+      await inFolder(dest, () => link(src, dest));
     },
     async remove(key) {
       const p = pathOf(key);
       await unlink(p).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
-      // Leave no empty folder behind (best effort; fails harmlessly while other files remain).
+      // Leave no empty folder behind: rmdir removes only an empty one (ENOTEMPTY
+      // otherwise). A put() or copy() that made the folder just before, and
+      // links into it just after, sees ENOENT and makes it again (inFolder).
       await rmdir(dirname(p)).catch(() => {});
     },
   };

@@ -1,7 +1,9 @@
 // Where rendered files go. Keys are immutable: a re-render, or a visibility
 // change, writes a new key, so the content behind a URL never changes and a
 // CDN may cache it forever. Public outputs live under `videos/`, private ones
-// under `private/videos/`: the CDN (or /media without a signature) serves only
+// under `private/videos/`. Workers always write under `private/`; the API
+// copies a video's files to `videos/` at settle only if it is public then
+// (api/settler.ts). The CDN (or /media without a signature) serves only
 // the public prefix, and a private file is reachable only through a
 // short-lived signed URL. (A CDN edge may still hold a copy of a file made
 // private after it was public, until its TTL ends: docs/operations.md.)

@@ -86,6 +86,15 @@ describe('emails', () => {
     ['zero-width joiner', 'admin\u200D@example.com'],
     ['byte order mark', '\uFEFFadmin@example.com'],
     ['lone surrogate', 'a\uD800b@example.com'],
+    ['combining grapheme joiner', 'ad\u034Fmin@example.com'],
+    ['Hangul choseong filler', 'admin\u115F@example.com'],
+    ['Hangul filler', '\u3164admin@example.com'],
+    ['halfwidth Hangul filler', 'admin@exa\uFFA0mple.com'],
+    ['variation selector', 'admin\uFE0F@example.com'],
+    ['trailing combining acute', 'admin@example.com\u0301'],
+    ['combining mark on an ASCII letter', 'adm\u0301in@example.com'],
+    ['combining mark starting the local part', '\u0308admin@example.com'],
+    ['combining mark starting the domain', 'admin@\u0308example.com'],
   ];
   for (const [name, email] of invisible) {
     test(`an email with a ${name} is a 400 naming email, on register and login`, async () => {
@@ -115,6 +124,9 @@ describe('emails', () => {
   test('the address is checked after NFKC: what it turns into a non-address is a 400', async () => {
     assert.equal(normalizeEmail('ｍｅ@example.com'), 'me@example.com');
     assert.throws(() => normalizeEmail('a\u2066b@example.com'), (e: unknown) => e instanceof VgenError && e.field === 'email');
+    // Marks that belong to the script stay: a Devanagari vowel sign, a precomposed accented letter.
+    assert.equal(normalizeEmail('\u0939\u093F\u0902@example.com'), '\u0939\u093F\u0902@example.com');
+    assert.equal(normalizeEmail('caf\u00E9@example.com'), 'caf\u00E9@example.com');
     // U+FE6B SMALL COMMERCIAL AT becomes a second '@'.
     const res = await post('/v1/auth/register', { email: 'a\uFE6Bb@example.com', password: 'long enough password' });
     assert.equal(res.status, 400);

@@ -15,13 +15,15 @@ after(runCleanups);
 // 1280x720 for 10 s: several seconds with the medium preset, under two with ultrafast.
 const bigSpec = { ...slowSpec, output: { width: 1280, height: 720, fps: 30 } } as RenderSpec;
 
-const mp4sOf = (env: Record<string, string>, id: string) => {
-  try {
-    return readdirSync(join(env.DATA_DIR!, 'media', 'videos', id)).filter((f) => f.endsWith('.mp4'));
-  } catch {
-    return [];
-  }
-};
+/** MP4s of a video under either prefix: workers upload under private/ and the API (not running here) places public ones at settle. */
+const mp4sOf = (env: Record<string, string>, id: string) =>
+  [join('private', 'videos', id), join('videos', id)].flatMap((dir) => {
+    try {
+      return readdirSync(join(env.DATA_DIR!, 'media', dir)).filter((f) => f.endsWith('.mp4'));
+    } catch {
+      return [];
+    }
+  });
 
 async function oneWorker(env: Record<string, string>, extra: Record<string, string> = {}) {
   const { registry } = await openRegistry(env);

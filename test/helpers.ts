@@ -96,6 +96,7 @@ export async function testEnv(extra: Record<string, string> = {}): Promise<Recor
     RENDER_ATTEMPTS: '2',
     // Every test signs up from 127.0.0.1; test/rate-limit.test.ts sets its own limits.
     AUTH_RATE_LIMIT_PER_IP: '100000',
+    AUTH_REFRESH_RATE_LIMIT_PER_IP: '100000',
     // Suites submit many videos as one user with no worker running; test/fairness.test.ts sets its own limits.
     USER_MAX_ACTIVE_VIDEOS: '100000',
     USER_SUBMITS_PER_MINUTE: '100000',

@@ -6,11 +6,12 @@
 // are made by writing files through the storage driver and settling the row,
 // so no ffmpeg runs here.
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { UnrecoverableError } from 'bullmq';
 import { startApi, type RunningApi } from '../api/server.js';
 import { markSucceeded } from '../api/video-store.js';
 import { VgenClient } from '../cli/client.js';
@@ -19,6 +20,8 @@ import { createLogger } from '../engine/log.js';
 import { mediaSigningKey, signMediaKey } from '../engine/media-url.js';
 import type { RenderSpec } from '../engine/spec.js';
 import { createStorage, IMMUTABLE_CACHE, outputKey, type Storage } from '../engine/storage.js';
+import { findFont } from '../worker/ffmpeg.js';
+import { renderProcessor } from '../worker/render-job.js';
 import { startRuntime } from '../worker/runtime.js';
 import { configFrom, registerUser, runCleanups, smallSpec, startS3, tempDir, testEnv } from './helpers.js';
 
@@ -67,6 +70,25 @@ async function settledVideo(api: RunningApi, storage: Storage, owner: User, visi
   assert.ok(await markSucceeded(api.db, id, { videoKey: keys.mp4, posterKey: keys.jpg, durationMs: 2000, width: 320, height: 180, bytes: 1 }));
   return { id, keys, content };
 }
+
+/**
+ * A worker running the real render pipeline (ffmpeg, worker/render-job.ts) for
+ * the videos in `ids` only (jobs of settledVideo's submits are refused at once).
+ */
+function realWorker(config: Config, storage: Storage, ids: Set<string>) {
+  const log = createLogger('silent');
+  const processor = renderProcessor({ config, storage, fontFile: findFont(), log });
+  return startRuntime({
+    queueName: config.queueName, connection: { url: config.redisUrl, maxRetriesPerRequest: null }, concurrency: 1, log,
+    processor: async (job, token, signal) => {
+      if (!ids.has(job.id!)) throw new UnrecoverableError('render_failed: not this test');
+      return processor(job, token, signal);
+    },
+  });
+}
+
+/** Files under a folder of the fs media dir (none if it does not exist). */
+const filesIn = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith('.')) : []);
 
 async function read(api: RunningApi, id: string, token: string): Promise<Video> {
   const res = await call(api.url, 'GET', `/v1/videos/${id}`, token);
@@ -224,7 +246,7 @@ describe('fs storage: /media', () => {
     assert.equal((await read(api, priv.id, owner.token)).visibility, 'private');
   });
 
-  test('a video made private while it renders settles with its files under private/', async () => {
+  test('a video made private while it renders settles with its files under private/ (a worker of an older version, writing where the job said)', async () => {
     const env = { url: config.redisUrl, maxRetriesPerRequest: null };
     const client = new VgenClient(api.url, owner.token);
     const queued = await client.submit(smallSpec() as RenderSpec); // public
@@ -266,6 +288,108 @@ describe('fs storage: /media', () => {
     }
   });
 
+  test('made private while the real worker renders: never a file under a public key, never an unsigned 200', async () => {
+    const client = new VgenClient(api.url, owner.token);
+    const queued = await client.submit(smallSpec() as RenderSpec); // public: the job says public
+    let reached!: () => void;
+    const atUpload = new Promise<void>((r) => (reached = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const putKeys: string[] = [];
+    // The real storage, held at the upload until the PATCH answered.
+    const gated: Storage = { ...storage, put: async (key, path, type) => { putKeys.push(key); reached(); await gate; return storage.put(key, path, type); } };
+    const worker = realWorker(config, gated, new Set([queued.id]));
+    const publicDir = join(config.storage.mediaDir, 'videos', queued.id);
+    const seen: string[] = [];
+    let polling = true;
+    // Watch the public folder and the unsigned /media URLs of every key the worker writes, all along.
+    const poller = (async () => {
+      while (polling) {
+        seen.push(...filesIn(publicDir).map((f) => `file videos/${queued.id}/${f}`));
+        for (const key of putKeys) {
+          const name = key.split('/').pop();
+          for (const path of [`videos/${queued.id}/${name}`, key]) {
+            const res = await fetch(`${api.url}/media/${path}`);
+            await res.arrayBuffer();
+            if (res.status !== 404) seen.push(`GET ${path} ${res.status}`);
+          }
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    try {
+      await atUpload;
+      for (let i = 0; i < 100 && (await read(api, queued.id, owner.token)).status !== 'rendering'; i++) await new Promise((r) => setTimeout(r, 20));
+      const made = await patch(api, queued.id, owner.token, { visibility: 'private' });
+      assert.equal(made.status, 200);
+      assert.equal(made.body.status, 'rendering');
+      release();
+      const video = (await client.waitFor(queued.id, undefined, 50)) as unknown as Video;
+      assert.equal(video.status, 'succeeded');
+      await new Promise((r) => setTimeout(r, 100)); // a few more polls after settling
+    } finally {
+      release();
+      polling = false;
+      await poller;
+      await worker.close();
+    }
+    assert.deepEqual(seen, [], 'nothing was ever reachable under a public key');
+    assert.ok(putKeys.length === 2 && putKeys.every((k) => k.startsWith(`private/videos/${queued.id}/`)), putKeys.join());
+    const { output } = await read(api, queued.id, owner.token);
+    assert.match(mediaPath(output!.url), new RegExp(`^private/videos/${queued.id}/[^/]+\\.mp4$`));
+    assert.match(output!.url, /\?exp=\d+&sig=/);
+    const res = await fetch(output!.url);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('cache-control') ?? '', /^private/);
+  });
+
+  test('a public render settles with a public immutable URL under a new key; the private upload is deleted', async () => {
+    const client = new VgenClient(api.url, owner.token);
+    const queued = await client.submit(smallSpec() as RenderSpec);
+    const putKeys: string[] = [];
+    const watched: Storage = { ...storage, put: async (key, path, type) => { putKeys.push(key); return storage.put(key, path, type); } };
+    const worker = realWorker(config, watched, new Set([queued.id]));
+    let video: Video;
+    try {
+      video = (await client.waitFor(queued.id, undefined, 50)) as unknown as Video;
+    } finally {
+      await worker.close();
+    }
+    assert.equal(video.status, 'succeeded');
+    assert.ok(putKeys.every((k) => k.startsWith('private/')), 'the worker wrote under private/');
+    // The first succeeded answer already carries the public URL: placement is part of settling.
+    const { url, posterUrl } = video.output!;
+    assert.match(url, new RegExp(`^${api.url}/media/videos/${queued.id}/[^/?]+\\.mp4$`));
+    assert.match(posterUrl, new RegExp(`^${api.url}/media/videos/${queued.id}/[^/?]+\\.jpg$`));
+    assert.ok(!putKeys.some((k) => k.endsWith(url.split('/').pop()!)), 'a new key, not the upload\'s name');
+    const res = await fetch(url);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('cache-control'), IMMUTABLE_CACHE);
+    assert.equal((await read(api, queued.id, other.token)).output!.url, url, 'stable across reads');
+    const privateDir = join(config.storage.mediaDir, 'private', 'videos', queued.id);
+    for (let i = 0; i < 50 && filesIn(privateDir).length; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(filesIn(privateDir), []);
+  });
+
+  test('20 concurrent PATCHes alternating public/private all answer 200 and leave one consistent state', async () => {
+    const v = await settledVideo(api, storage, owner, 'public');
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+      patch(api, v.id, owner.token, { visibility: i % 2 ? 'public' : 'private' })));
+    assert.deepEqual(results.map((r) => r.status), Array(20).fill(200), JSON.stringify(results.find((r) => r.status !== 200)?.body));
+    const final = await read(api, v.id, owner.token);
+    const row = (await api.db.query<{ video_key: string; poster_key: string; visibility: string }>('SELECT * FROM videos WHERE id = $1', [v.id]))[0]!;
+    assert.equal(row.visibility, final.visibility);
+    const pub = filesIn(join(config.storage.mediaDir, 'videos', v.id)).map((f) => `videos/${v.id}/${f}`);
+    const priv = filesIn(join(config.storage.mediaDir, 'private', 'videos', v.id)).map((f) => `private/videos/${v.id}/${f}`);
+    assert.deepEqual([...pub, ...priv].sort(), [row.video_key, row.poster_key].sort(), 'only the row\'s two files remain');
+    assert.ok([row.video_key, row.poster_key].every((k) => k.startsWith('private/') === (row.visibility === 'private')));
+    assert.deepEqual(await api.db.query('SELECT key FROM media_deletions'), []);
+    const res = await fetch(final.output!.url);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), v.content.mp4);
+    if (final.visibility === 'public') assert.equal(res.headers.get('cache-control'), IMMUTABLE_CACHE);
+  });
+
   test('maintenance moves misplaced files and finishes deletions that failed', async () => {
     // A private row whose files are still public (the settler's move failed).
     const v = await settledVideo(api, storage, owner, 'public');
@@ -288,12 +412,13 @@ describe('s3 storage', () => {
   let storage: Storage;
   let s3: Awaited<ReturnType<typeof startS3>>;
   let owner: User;
+  let config: Config;
 
   before(async () => {
     s3 = await startS3();
     // The S3 SDK reads credentials from process.env (its default chain).
     Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
-    const config = configFrom(await testEnv(s3.env));
+    config = configFrom(await testEnv(s3.env));
     api = await startApi(config, { settleIntervalMs: 3_600_000 });
     storage = createStorage(config);
     owner = await registerUser(api.url);
@@ -357,5 +482,31 @@ describe('s3 storage', () => {
     assert.equal(again.status, 200);
     assert.equal(again.headers.get('cache-control'), IMMUTABLE_CACHE);
     assert.equal((await raw(signed.pathname.slice(`/${s3.bucket}/`.length))).status, 404, 'the private copy is gone');
+  });
+
+  test('a real render settles public with an immutable CDN URL (server-side copy); the private upload is deleted', async () => {
+    const client = new VgenClient(api.url, owner.token);
+    const queued = await client.submit(smallSpec() as RenderSpec);
+    const putKeys: string[] = [];
+    const watched: Storage = { ...storage, put: async (key, path, type) => { putKeys.push(key); return storage.put(key, path, type); } };
+    const worker = realWorker(config, watched, new Set([queued.id]));
+    let video: Video;
+    try {
+      video = (await client.waitFor(queued.id, undefined, 50)) as unknown as Video;
+    } finally {
+      await worker.close();
+    }
+    assert.equal(video.status, 'succeeded');
+    assert.equal(putKeys.length, 2);
+    assert.ok(putKeys.every((k) => k.startsWith(`private/videos/${queued.id}/`)), putKeys.join());
+    assert.match(video.output!.url, new RegExp(`^${s3.env.CDN_BASE_URL}/videos/${queued.id}/[^/?]+\\.mp4$`));
+    const res = await fetch(video.output!.url);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('cache-control'), IMMUTABLE_CACHE);
+    assert.equal(res.headers.get('content-type'), 'video/mp4');
+    // Deleted right after the settling transaction commits.
+    const present = async () => (await Promise.all(putKeys.map(async (k) => (await raw(k)).status))).filter((st) => st !== 404);
+    for (let i = 0; i < 50 && (await present()).length; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(await present(), [], 'the private uploads were deleted');
   });
 });

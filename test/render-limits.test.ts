@@ -3,12 +3,13 @@
 // distinct image, and a hard frame cap on every render.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { crc32, deflateSync } from 'node:zlib';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { loadConfig } from '../engine/config.js';
 import { RenderError, VgenError } from '../engine/errors.js';
@@ -16,7 +17,8 @@ import { createLogger } from '../engine/log.js';
 import type { Storage } from '../engine/storage.js';
 import { parseSpec, totalSeconds, type RenderSpec } from '../engine/spec.js';
 import { fetchAssets, type FetchAssetsOptions } from '../worker/assets.js';
-import { checkFfmpeg, findFont, planRender, probe, renderVideo } from '../worker/ffmpeg.js';
+import { checkFfmpeg, findFont, planRender, posterSeconds, probe, renderVideo } from '../worker/ffmpeg.js';
+import { PNG_CHUNK_LIMITS, pngChunkProblem } from '../worker/probe.js';
 import { renderProcessor } from '../worker/render-job.js';
 
 const bundled = fileURLToPath(new URL('../assets/', import.meta.url));
@@ -39,7 +41,28 @@ before(async () => {
   await ffmpegRun(['-f', 'lavfi', '-i', 'testsrc2=s=640x480', '-frames:v', '1', join(dir, 'whole.png')]);
   const whole = await readFile(join(dir, 'whole.png'));
   await writeFile(join(dir, 'cut.png'), whole.subarray(0, whole.length >> 1));
+  // A zTXt bomb: 16×16 pixels, a 64 KB text chunk inflating to 64 MiB.
+  await ffmpegRun(['-f', 'lavfi', '-i', 'color=c=red:s=16x16', '-frames:v', '1', join(dir, 'small.png')]);
+  const small = await readFile(join(dir, 'small.png'));
+  await writeFile(join(dir, 'ztxt.png'), withChunkBeforeIdat(small, 'zTXt', Buffer.concat([Buffer.from('Comment\0\0', 'latin1'), deflateSync(Buffer.alloc(64 << 20, 'A'), { level: 9 })])));
+  // Audio files with a header and not one sample.
+  await ffmpegRun(['-f', 'lavfi', '-i', 'anullsrc=r=44100:cl=stereo', '-t', '0', join(dir, 'empty.wav')]);
+  await ffmpegRun(['-f', 'lavfi', '-i', 'anullsrc=r=44100:cl=stereo', '-t', '0', join(dir, 'empty.flac')]);
 });
+
+function pngChunk(type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length);
+  head.write(type, 4, 'latin1');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])));
+  return Buffer.concat([head, data, crc]);
+}
+
+function withChunkBeforeIdat(png: Buffer, type: string, data: Buffer): Buffer {
+  const at = png.indexOf('IDAT', 0, 'latin1') - 4;
+  return Buffer.concat([png.subarray(0, at), pngChunk(type, data), png.subarray(at)]);
+}
 after(() => rm(dir, { recursive: true, force: true }));
 
 const spec = (scenes: RenderSpec['scenes'], fps = 10, extra: Partial<RenderSpec> = {}): RenderSpec => ({
@@ -182,5 +205,88 @@ describe('decompression bombs and broken media are asset_invalid, naming the ass
       assert.match(err.message, /^asset_invalid: assets\/garbage\.png /);
       return true;
     });
+  });
+});
+
+describe('PNG metadata chunks are read before any ffmpeg inflates them', () => {
+  test('a zTXt bomb (64 KB inflating to 64 MiB) is asset_invalid, and no ffmpeg or ffprobe ever opens it', async () => {
+    // Log every tool worker/bin/ffmpeg starts (it runs $FFPROBE_PATH / $FFMPEG_PATH).
+    const log = join(dir, 'tools.log');
+    const shim = join(dir, 'tool-shim');
+    await writeFile(shim, `#!/bin/sh\necho "$0 $*" >> '${log}'\nexec "$REAL_TOOL" "$@"\n`);
+    await chmod(shim, 0o755);
+    const saved = { ...process.env };
+    Object.assign(process.env, { FFPROBE_PATH: shim, FFMPEG_PATH: shim, REAL_TOOL: 'ffprobe' });
+    try {
+      await fetchInto(spec([image('small.png')])); // the shim is in the path: this one is probed
+      assert.match(await readFile(log, 'utf8'), /small|\.png/);
+      await writeFile(log, '');
+      await assert.rejects(fetchInto(spec([image('ztxt.png')])), assetInvalid('assets/ztxt.png', /compressed metadata.*32768/));
+      assert.equal(await readFile(log, 'utf8'), '', 'no tool ran for the bomb');
+    } finally {
+      for (const k of ['FFPROBE_PATH', 'FFMPEG_PATH', 'REAL_TOOL']) if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k];
+    }
+  });
+
+  test('pngChunkProblem: several chunks add up; structure is checked; APNG frames are not counted', async () => {
+    const small = await readFile(join(dir, 'small.png'));
+    assert.equal(pngChunkProblem(small), undefined);
+    const meta = (type: string, bytes: number) => (png: Buffer) => withChunkBeforeIdat(png, type, Buffer.alloc(bytes, 1));
+    const apply = (...fns: ((b: Buffer) => Buffer)[]) => fns.reduce<Buffer>((png, f) => f(png), small);
+    // An ICC profile of 20 KB is fine; with 20 KB of zTXt the two are over 32 KiB.
+    assert.equal(pngChunkProblem(apply(meta('iCCP', 20_000))), undefined);
+    assert.match(pngChunkProblem(apply(meta('iCCP', 20_000), meta('zTXt', 20_000))) ?? '', /compressed metadata/);
+    assert.match(pngChunkProblem(apply(meta('iTXt', PNG_CHUNK_LIMITS.compressedBytes + 1))) ?? '', /compressed metadata/);
+    // Plain text counts towards 1 MiB of metadata.
+    assert.equal(pngChunkProblem(apply(meta('tEXt', 600_000))), undefined);
+    assert.match(pngChunkProblem(apply(meta('tEXt', 600_000), meta('tEXt', 600_000))) ?? '', /metadata chunks/);
+    // APNG: acTL and fcTL are tiny metadata; fdAT (later frames, never decoded) is not counted.
+    assert.equal(pngChunkProblem(apply(meta('acTL', 8), meta('fcTL', 26), meta('fdAT', 2_000_000))), undefined);
+    // Structure: lengths past the end, a missing IEND, no IHDR first, bad types.
+    const lying = Buffer.from(small);
+    lying.writeUInt32BE(0x7fffffff, 8 + 13 + 12); // the chunk after IHDR claims 2 GiB
+    assert.match(pngChunkProblem(lying) ?? '', /past the end/);
+    assert.match(pngChunkProblem(small.subarray(0, small.length - 12)) ?? '', /IEND/);
+    assert.match(pngChunkProblem(Buffer.concat([small.subarray(0, 8), pngChunk('tEXt', Buffer.from('a\0b')), small.subarray(8)])) ?? '', /IHDR/);
+    assert.match(pngChunkProblem(withChunkBeforeIdat(small, 'a\0b!', Buffer.alloc(1))) ?? '', /invalid type/);
+    assert.equal(pngChunkProblem(Buffer.concat([small, Buffer.from('trailing')])), undefined);
+  });
+});
+
+describe('one-frame videos', () => {
+  const cases: [number, number][] = [[1, 1], [2, 0.5], [1, 1.4]];
+  for (const [fps, duration] of cases) {
+    test(`${duration} s at ${fps} fps renders, with a poster`, async () => {
+      const s = spec([{ duration, background: { color: 'red' } }], fps);
+      const workDir = await mkdtemp(join(dir, 'job-'));
+      const result = await renderVideo({ spec: s, assets: new Map(), workDir, fontFile });
+      assert.ok((await stat(result.posterPath)).size > 0);
+      assert.equal((await probe(result.videoPath)).video?.frames, 1);
+    });
+  }
+
+  test('the poster time is always a frame of the video', () => {
+    assert.equal(posterSeconds(1, 1), 0);
+    assert.equal(posterSeconds(2, 1), 0);
+    assert.equal(posterSeconds(3, 1), 1);
+    assert.equal(posterSeconds(10, 30), 4 / 30);
+    assert.equal(posterSeconds(9000, 30), 1);
+  });
+});
+
+describe('audio with no samples', () => {
+  test('an empty WAV or FLAC is asset_invalid, naming it', async () => {
+    for (const name of ['empty.wav', 'empty.flac'])
+      await assert.rejects(fetchInto(spec([image('photo.jpg')], 10, { audio: { src: `assets/${name}` } })), assetInvalid(`assets/${name}`, /no audio samples/));
+  });
+
+  test('past the probe, the video still gets a silent AAC track of its length', async () => {
+    const s = spec([{ duration: 1, background: { color: 'red' } }], 10, { audio: { src: 'assets/empty.wav' } });
+    const workDir = await mkdtemp(join(dir, 'job-'));
+    const assets = new Map([['assets/empty.wav', { path: join(dir, 'empty.wav'), kind: 'audio' as const, format: 'wav' }]]);
+    const result = await renderVideo({ spec: s, assets, workDir, fontFile });
+    const info = await probe(result.videoPath);
+    assert.equal(info.audio?.codec, 'aac');
+    assert.ok(Math.abs((info.audio?.durationMs ?? 0) - 1000) < 50, String(info.audio?.durationMs));
   });
 });

@@ -43,3 +43,27 @@ test('fs: stores under the key, refuses to overwrite it, and refuses keys outsid
   await assert.rejects(storage.put('../escape.jpg', file, 'image/jpeg'), /escapes/);
   assert.equal(storage.url('videos/v/1.jpg'), 'http://cdn.example/media/videos/v/1.jpg');
 });
+
+test('fs: removing the last file of a folder never breaks a copy() or put() into it at the same time', async () => {
+  const dir = tempDir();
+  const storage = fsStorage({ dir, publicBaseUrl: () => 'http://cdn.example/media' });
+  const file = join(tempDir(), 'a.mp4');
+  writeFileSync(file, 'content');
+  await storage.put('private/videos/v/src.mp4', file, 'video/mp4');
+  // Each round: the folder's only file is removed (then the folder, if empty)
+  // while another key is copied and put into that same folder.
+  for (let i = 0; i < 150; i++) {
+    await storage.put(`videos/v/old${i}.mp4`, file, 'video/mp4');
+    await Promise.all([
+      storage.remove(`videos/v/old${i}.mp4`),
+      storage.copy('private/videos/v/src.mp4', `videos/v/new${i}.mp4`),
+      storage.put(`videos/v/put${i}.mp4`, file, 'video/mp4'),
+    ]);
+    assert.equal(readFileSync(join(dir, `videos/v/new${i}.mp4`), 'utf8'), 'content');
+    assert.equal(readFileSync(join(dir, `videos/v/put${i}.mp4`), 'utf8'), 'content');
+    await storage.remove(`videos/v/new${i}.mp4`);
+    await storage.remove(`videos/v/put${i}.mp4`);
+  }
+  // A copy of a missing source still fails.
+  await assert.rejects(storage.copy('private/videos/v/none.mp4', 'videos/v/x.mp4'), { code: 'ENOENT' });
+});

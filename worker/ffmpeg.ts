@@ -7,7 +7,7 @@
 // we parse ffmpeg's `time=` stats ourselves instead.
 import { execFile, execFileSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import ffmpeg from 'fluent-ffmpeg';
@@ -136,20 +136,36 @@ export async function renderVideo(opts: RenderOptions): Promise<RenderResult> {
   const posterPath = join(workDir, 'poster.jpg');
   await run(
     ffmpeg(videoPath)
-      .inputOptions(['-protocol_whitelist', 'file,pipe', '-f', 'mov', '-ss', String(Math.min(1, seconds / 2))])
+      .inputOptions(['-protocol_whitelist', 'file,pipe', '-f', 'mov', '-ss', String(posterSeconds(frames, spec.output.fps))])
       .outputOptions(['-hide_banner', '-loglevel', 'error', '-frames:v', '1', '-q:v', '3', '-update', '1', '-f', 'image2'])
       .output(posterPath),
     signal,
   );
+  // ffmpeg exits 0 having written nothing when -ss lands past the last frame:
+  // that is a render failure here, not a storage error at upload.
+  const poster = await stat(posterPath).catch(() => undefined);
+  if (!poster?.size) throw new RenderError('render_failed', 'ffmpeg wrote no poster frame');
 
   const probed = await probe(videoPath, 'mov');
   if (!probed.video) throw new RenderError('render_failed', 'ffmpeg produced no video stream');
+  // Every video has an AAC track, silent if need be (the graph pads the audio
+  // to the video's length); a file without one is not what the plan made.
+  if (probed.audio?.codec !== 'aac') throw new RenderError('render_failed', 'ffmpeg produced no AAC audio stream');
   // The plan and the file must agree (field notes: verify every output). A
   // mismatch is a bug in the plan or the graph: no retry renders it differently.
   if (probed.video.frames !== frames)
     throw new RenderError('render_failed', `ffmpeg produced ${probed.video.frames} frames; the timeline has ${frames}`, false);
   opts.onProgress?.(1);
   return { videoPath, posterPath, durationMs: probed.durationMs, width: probed.video.width, height: probed.video.height };
+}
+
+/**
+ * When the poster is taken: 1 s in, or the middle frame of a shorter video;
+ * always the start of a frame that exists. A one-frame video (1 fps, 1 s) has only the
+ * frame at 0 s; `-ss` past the last frame makes ffmpeg write nothing.
+ */
+export function posterSeconds(frames: number, fps: number): number {
+  return Math.min(1, Math.floor((frames - 1) / 2) / fps);
 }
 
 export type FfmpegInput = { path: string; options: string[]; /** the spec's asset reference */ ref: string };
@@ -276,7 +292,11 @@ export function planRender(opts: Pick<RenderOptions, 'spec' | 'assets' | 'workDi
   if (spec.audio) {
     const music = assetOf(opts.assets, spec.audio.src, 'audio');
     inputs.push({ path: music.path, ref: spec.audio.src, options: [...WHITELIST, '-f', music.format, '-stream_loop', '-1', '-t', String(seconds)] });
-    graph.push(`[${inputs.length - 1}:a]${normalize},atrim=duration=${seconds},afade=t=out:st=${seconds - fade}:d=${fade}[aout]`);
+    // apad: silence after the music's last sample, so the track always spans
+    // the video (and exists at all when the file decodes to nothing; the probe
+    // refuses files with no audio packets, this covers packets that decode to
+    // no samples). atrim ends it.
+    graph.push(`[${inputs.length - 1}:a]${normalize},apad=packet_size=1024,atrim=duration=${seconds},afade=t=out:st=${seconds - fade}:d=${fade}[aout]`);
   } else {
     graph.push(`anullsrc=r=48000:cl=stereo,${normalize},atrim=duration=${seconds}[aout]`);
   }

@@ -4,6 +4,7 @@
 // are refused here as asset_invalid, naming the asset, instead of failing
 // (and being retried) inside the render.
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { RenderError } from '../engine/errors.js';
 import type { LocalAsset } from './assets.js';
 import { GUARDED_FFPROBE } from './ffmpeg-guard.js';
@@ -17,15 +18,74 @@ export type AssetLimits = {
 
 const PROBE_TIMEOUT_MS = 15_000;
 
+/**
+ * PNG chunks ffmpeg inflates or copies whole before it decodes a pixel, and
+ * neither ffprobe nor -max_pixels looks at: a 522 KB zTXt inflating to
+ * 0.5 GiB made the fit pass peak at 2 GiB. Deflate inflates at most ~1032:1,
+ * so 32 KiB of compressed chunks inflate to at most ~33 MiB (measured: about
+ * four bytes of peak memory per inflated byte, ~190 MiB for one fit pass).
+ */
+export const PNG_CHUNK_LIMITS = {
+  /** zTXt, iTXt and iCCP data together. */
+  compressedBytes: 32 * 1024,
+  /** Every chunk other than IHDR, PLTE, IDAT, IEND and APNG's frame data, together. */
+  ancillaryBytes: 1024 * 1024,
+} as const;
+
+const PNG_SIGNATURE = Buffer.from('\x89PNG\r\n\x1a\n', 'latin1');
+const COMPRESSED_CHUNKS = new Set(['zTXt', 'iTXt', 'iCCP']);
+// fdAT holds APNG's later frames: the png decoder (image2 forces it, not apng)
+// skips them unread and shows the default image, so they count for nothing.
+const UNCOUNTED_CHUNKS = new Set(['IHDR', 'PLTE', 'IDAT', 'IEND', 'fdAT']);
+
+/**
+ * Why a PNG's chunk structure is refused, or undefined if it is fine. Pure:
+ * reads the chunk headers (length, type) only and trusts no length beyond the
+ * bytes there are. The file must be the signature, IHDR first, chunks whose
+ * lengths fit the file, and IEND (bytes after IEND are ignored, as decoders do).
+ */
+export function pngChunkProblem(bytes: Uint8Array, limits: typeof PNG_CHUNK_LIMITS = PNG_CHUNK_LIMITS): string | undefined {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.length < 8 || !buf.subarray(0, 8).equals(PNG_SIGNATURE)) return 'is not a PNG file';
+  let compressed = 0;
+  let ancillary = 0;
+  for (let at = 8, first = true; ; first = false) {
+    if (at + 12 > buf.length) return 'is a damaged PNG (it ends before its IEND chunk)';
+    const length = buf.readUInt32BE(at);
+    const type = buf.toString('latin1', at + 4, at + 8);
+    if (!/^[A-Za-z]{4}$/.test(type)) return 'is a damaged PNG (a chunk has an invalid type)';
+    // 12 = length, type and CRC around the data; PNG caps a length at 2^31 − 1.
+    if (length > 0x7fffffff || length > buf.length - at - 12) return `is a damaged PNG (its ${type} chunk runs past the end of the file)`;
+    if (first && (type !== 'IHDR' || length !== 13)) return 'is a damaged PNG (it does not start with an IHDR chunk)';
+    if (type === 'IEND') return undefined;
+    if (COMPRESSED_CHUNKS.has(type) && (compressed += length) > limits.compressedBytes)
+      return `has ${compressed}+ bytes of compressed metadata (zTXt, iTXt, iCCP chunks); PNG images may have at most ${limits.compressedBytes}`;
+    if (!UNCOUNTED_CHUNKS.has(type) && (ancillary += length) > limits.ancillaryBytes)
+      return `has ${ancillary}+ bytes of metadata chunks; PNG images may have at most ${limits.ancillaryBytes}`;
+    at += 12 + length;
+  }
+}
+
 /** Throws asset_invalid (not retryable) unless ffprobe reads `asset` as the kind it claims, within the limits. */
 export async function checkAsset(ref: string, asset: LocalAsset, limits: AssetLimits, signal?: AbortSignal): Promise<void> {
   const invalid = (why: string) => new RenderError('asset_invalid', `${ref} ${why}`, false);
+  // Before any ffmpeg sees it (assets are at most 50 MB, one probed at a time).
+  if (asset.kind === 'image' && asset.path.endsWith('.png')) {
+    const bytes = await readFile(asset.path, { signal }).catch((err: unknown) => {
+      throw signal?.aborted ? signal.reason : err;
+    });
+    const problem = pngChunkProblem(bytes);
+    if (problem) throw invalid(problem);
+  }
   // Probing is itself decoding: the same whitelist and forced format as the
   // render, -max_pixels so the probe cannot be the bomb's victim, and a deadline.
   const format = asset.kind === 'image' ? ['-f', 'image2', '-pattern_type', 'none'] : ['-f', asset.format];
+  // Audio: count the packets (a demux of the whole file, no decoding): a WAV
+  // or FLAC with a header and no samples has an audio stream and none.
+  const count = asset.kind === 'audio' ? ['-count_packets'] : [];
   const args = [
-    '-v', 'error', '-protocol_whitelist', 'file,pipe', ...format, '-max_pixels', String(limits.maxPixels),
-    '-show_entries', 'stream=codec_type,width,height', '-of', 'json', asset.path,
+    '-v', 'error', '-protocol_whitelist', 'file,pipe', ...format, '-max_pixels', String(limits.maxPixels), ...count,
+    '-show_entries', 'stream=codec_type,width,height,nb_read_packets', '-of', 'json', asset.path,
   ];
   let stdout: string;
   let stderr: string;
@@ -45,9 +105,12 @@ export async function checkAsset(ref: string, asset: LocalAsset, limits: AssetLi
     throw invalid(`is not a readable ${asset.kind} file (${firstLine(e.stderr)})`);
   }
 
-  const streams = (JSON.parse(stdout || '{}') as { streams?: { codec_type?: string; width?: number; height?: number }[] }).streams ?? [];
+  const streams = (JSON.parse(stdout || '{}') as { streams?: { codec_type?: string; width?: number; height?: number; nb_read_packets?: string }[] }).streams ?? [];
   if (asset.kind === 'audio') {
-    if (!streams.some((s) => s.codec_type === 'audio')) throw invalid('has no audio stream');
+    const audio = streams.filter((s) => s.codec_type === 'audio');
+    if (audio.length === 0) throw invalid('has no audio stream');
+    // ffprobe leaves nb_read_packets out when it counted none.
+    if (!audio.some((s) => Number(s.nb_read_packets) > 0)) throw invalid('has no audio samples (the file is empty)');
     return;
   }
   const size = /Picture size (\d+)x(\d+) exceeds specified max pixel count/.exec(stderr);

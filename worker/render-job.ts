@@ -139,10 +139,11 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
       }));
       // A fresh render id per attempt: a re-render never overwrites a key a CDN may hold.
       const renderId = `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
-      // Private outputs go under private/, which only signed URLs reach.
-      const visibility = job.data.visibility === 'private' ? 'private' : 'public';
-      const videoKey = outputKey(job.data.videoId, renderId, 'mp4', visibility);
-      const posterKey = outputKey(job.data.videoId, renderId, 'jpg', visibility);
+      // Always under private/, whatever the job says (job.data.visibility is
+      // ignored): the API copies them to public keys at settle only if the
+      // video is public then, so a video made private mid-render never has a public key.
+      const videoKey = outputKey(job.data.videoId, renderId, 'mp4', 'private');
+      const posterKey = outputKey(job.data.videoId, renderId, 'jpg', 'private');
       progress.stage(...w.upload);
       const [{ bytes }] = await timed('upload', () => Promise.all([
         storage.put(videoKey, out.videoPath, 'video/mp4'),
