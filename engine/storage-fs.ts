@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, link, mkdir, rmdir, stat, unlink } from 'node:fs/promises';
+import { copyFile, link, mkdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { signMediaKey } from './media-url.js';
 import type { Storage } from './storage.js';
@@ -17,20 +17,10 @@ export function fsStorage(opts: { dir: string; publicBaseUrl: () => string; sign
     if (!p.startsWith(root + sep)) throw new Error(`storage key escapes the media folder: ${key}`);
     return p;
   };
-  /**
-   * Run `write` (which creates `dest`) after making its folder. A concurrent
-   * remove() of another key may rmdir the folder while it is still empty: on
-   * ENOENT, make it again and retry (a few times; a missing source stays ENOENT).
-   */
+  /** Run `write` (which creates `dest`) after making its folder; folders are never removed (see remove()). */
   const inFolder = async <T>(dest: string, write: () => Promise<T>): Promise<T> => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await mkdir(dirname(dest), { recursive: true });
-        return await write();
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw err;
-      }
-    }
+    await mkdir(dirname(dest), { recursive: true });
+    return write();
   };
   return {
     driver: 'fs',
@@ -65,10 +55,10 @@ export function fsStorage(opts: { dir: string; publicBaseUrl: () => string; sign
       await unlink(p).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
-      // Leave no empty folder behind: rmdir removes only an empty one (ENOTEMPTY
-      // otherwise). A put() or copy() that made the folder just before, and
-      // links into it just after, sees ENOENT and makes it again (inFolder).
-      await rmdir(dirname(p)).catch(() => {});
+      // The video's folder stays, even empty: removing it would race a put()
+      // or copy() linking into it between their mkdir and link (concurrent
+      // visibility changes do exactly that). /media answers a folder as it
+      // answers a missing file, so an empty one tells nobody anything.
     },
   };
 }

@@ -121,7 +121,14 @@ describe('vgen workers / vgen queue', () => {
     const base = { provider: 'local' as const, host: 'test', pid: 1, version: '0', jobsDone: 0, startedAt: Date.now() };
     await registry.register({ ...base, id: 'w-idle', state: 'idle' });
     await registry.register({ ...base, id: 'w-busy', state: 'busy', currentJob: 'vid_x' });
+    // Beat like live workers: each CLI call is a process start, and under load
+    // the test outlasts HEARTBEAT_TTL_MS, after which silent workers are pruned.
+    const beating = setInterval(() => {
+      void registry.heartbeat('w-idle', { state: 'idle' }).catch(() => {});
+      void registry.heartbeat('w-busy', { state: 'busy', currentJob: 'vid_x' }).catch(() => {});
+    }, 2_000);
     onCleanup(async () => {
+      clearInterval(beating);
       await registry.deregister('w-idle');
       await registry.deregister('w-busy');
     });

@@ -50,7 +50,7 @@ test('fs: removing the last file of a folder never breaks a copy() or put() into
   const file = join(tempDir(), 'a.mp4');
   writeFileSync(file, 'content');
   await storage.put('private/videos/v/src.mp4', file, 'video/mp4');
-  // Each round: the folder's only file is removed (then the folder, if empty)
+  // Each round: the folder's only file is removed (the folder stays)
   // while another key is copied and put into that same folder.
   for (let i = 0; i < 150; i++) {
     await storage.put(`videos/v/old${i}.mp4`, file, 'video/mp4');
