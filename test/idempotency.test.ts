@@ -156,8 +156,11 @@ describe('while Redis hangs (SIGSTOP) or fails', () => {
     env = await testEnv({ REDIS_URL: `redis://127.0.0.1:${port}` });
     api = await startApi(configFrom(env), { settleIntervalMs: 3_600_000, settleParkedGraceSeconds: 0 });
     token = (await registerUser(api.url)).token;
-    // Warm the queue's connection and scripts.
-    assert.equal((await submit(api.url, token, smallSpec())).status, 202);
+    // Warm the queue's connection and scripts. Until the API's Redis
+    // connection is ready a submit answers 503 (by design), so wait for it.
+    let warm = 0;
+    for (let i = 0; i < 50 && (warm = (await submit(api.url, token, smallSpec())).status) === 503; i++) await sleep(100);
+    assert.equal(warm, 202);
   });
   after(async () => {
     redis.kill('SIGCONT');

@@ -47,7 +47,12 @@ for (const backend of ['postgres', 'pglite'] as const) {
         const u = await registerUser(api.url);
         const auth = { authorization: `Bearer ${u.token}` };
         const submit = () => fetch(`${api!.url}/v1/videos`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(smallSpec()) });
-        const first = await submit();
+        // Until the API's Redis connection is ready a submit answers 503 (by design): wait for it.
+        let first = await submit();
+        for (let i = 0; i < 50 && first.status === 503; i++) {
+          await sleep(100);
+          first = await submit();
+        }
         assert.equal(first.status, 202);
         const { id } = (await first.json()) as { id: string };
 
