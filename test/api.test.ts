@@ -8,7 +8,7 @@ import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { startApi, type RunningApi } from '../api/server.js';
-import { configFrom, openQueue, onCleanup, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
+import { configFrom, freePort, openQueue, onCleanup, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
 
 let api: RunningApi;
 let base: string;
@@ -316,12 +316,15 @@ describe('service endpoints', () => {
 
 describe('Redis down', () => {
   test('submit answers 503 and leaves no row behind, whether Redis never came up or went away', async () => {
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = await freePort(); // a random one may be an outgoing socket's ephemeral port
     const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     onCleanup(() => void redis.kill('SIGKILL'));
     const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-    for (let i = 0; i < 50 && (await probe.connect().then(() => true, () => false)) === false; i++) await sleep(100);
+    probe.on('error', () => {});
+    let up = false;
+    for (let i = 0; i < 50 && !(up = await probe.connect().then(() => true, () => false)); i++) await sleep(100);
     probe.disconnect();
+    assert.ok(up, `redis-server did not start on port ${port}`);
 
     for (const redisUrl of [`redis://127.0.0.1:${port}`, 'redis://127.0.0.1:1']) {
       const down = await startApi(configFrom({ ...(await testEnv()), REDIS_URL: redisUrl }));

@@ -14,7 +14,7 @@ import { createLogger } from '../engine/log.js';
 import { isParked, PARK_DELAY_MS, renderQueue } from '../engine/queue.js';
 import type { RenderSpec } from '../engine/spec.js';
 import { startRuntime } from '../worker/runtime.js';
-import { configFrom, onCleanup, openQueue, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
+import { configFrom, freePort, onCleanup, openQueue, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
 
 after(runCleanups);
 
@@ -146,13 +146,16 @@ describe('while Redis hangs (SIGSTOP) or fails', () => {
   let token: string;
 
   before(async () => {
-    port = 20000 + Math.floor(Math.random() * 20000);
+    // A port nothing holds (a random one may be an outgoing socket's ephemeral port).
+    port = await freePort();
     redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     onCleanup(() => void redis.kill('SIGKILL'));
     const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
     probe.on('error', () => {});
-    for (let i = 0; i < 50 && (await probe.connect().then(() => true, () => false)) === false; i++) await sleep(100);
+    let up = false;
+    for (let i = 0; i < 50 && !(up = await probe.connect().then(() => true, () => false)); i++) await sleep(100);
     probe.disconnect();
+    assert.ok(up, `redis-server did not start on port ${port}`);
     env = await testEnv({ REDIS_URL: `redis://127.0.0.1:${port}` });
     api = await startApi(configFrom(env), { settleIntervalMs: 3_600_000, settleParkedGraceSeconds: 0 });
     token = (await registerUser(api.url)).token;

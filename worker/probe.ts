@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { RenderError } from '../engine/errors.js';
 import type { LocalAsset } from './assets.js';
+import { ExifBudget, jpegProblem, webpProblem } from './exif.js';
 import { GUARDED_FFPROBE } from './ffmpeg-guard.js';
 
 export type AssetLimits = {
@@ -49,6 +50,7 @@ export function pngChunkProblem(bytes: Uint8Array, limits: typeof PNG_CHUNK_LIMI
   if (buf.length < 8 || !buf.subarray(0, 8).equals(PNG_SIGNATURE)) return 'is not a PNG file';
   let compressed = 0;
   let ancillary = 0;
+  const exif = new ExifBudget(); // eXIf chunks: the same rule as a JPEG's or WebP's EXIF
   for (let at = 8, first = true; ; first = false) {
     if (at + 12 > buf.length) return 'is a damaged PNG (it ends before its IEND chunk)';
     const length = buf.readUInt32BE(at);
@@ -62,6 +64,10 @@ export function pngChunkProblem(bytes: Uint8Array, limits: typeof PNG_CHUNK_LIMI
       return `has ${compressed}+ bytes of compressed metadata (zTXt, iTXt, iCCP chunks); PNG images may have at most ${limits.compressedBytes}`;
     if (!UNCOUNTED_CHUNKS.has(type) && (ancillary += length) > limits.ancillaryBytes)
       return `has ${ancillary}+ bytes of metadata chunks; PNG images may have at most ${limits.ancillaryBytes}`;
+    if (type === 'eXIf') {
+      const problem = exif.add(buf.subarray(at + 8, at + 8 + length));
+      if (problem) return problem;
+    }
     at += 12 + length;
   }
 }
@@ -70,11 +76,18 @@ export function pngChunkProblem(bytes: Uint8Array, limits: typeof PNG_CHUNK_LIMI
 export async function checkAsset(ref: string, asset: LocalAsset, limits: AssetLimits, signal?: AbortSignal): Promise<void> {
   const invalid = (why: string) => new RenderError('asset_invalid', `${ref} ${why}`, false);
   // Before any ffmpeg sees it (assets are at most 50 MB, one probed at a time).
-  if (asset.kind === 'image' && asset.path.endsWith('.png')) {
+  // Its metadata is read by its extension (the sniffed type): PNG chunks,
+  // JPEG segments and WebP chunks, with their EXIF (worker/exif.ts).
+  const metadataProblem = asset.kind !== 'image' ? undefined
+    : asset.path.endsWith('.png') ? pngChunkProblem
+    : asset.path.endsWith('.jpg') ? jpegProblem
+    : asset.path.endsWith('.webp') ? webpProblem
+    : undefined;
+  if (metadataProblem) {
     const bytes = await readFile(asset.path, { signal }).catch((err: unknown) => {
       throw signal?.aborted ? signal.reason : err;
     });
-    const problem = pngChunkProblem(bytes);
+    const problem = metadataProblem(bytes);
     if (problem) throw invalid(problem);
   }
   // Probing is itself decoding: the same whitelist and forced format as the
