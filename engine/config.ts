@@ -10,7 +10,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Env = Record<string, string | undefined>;
+export type Env = Record<string, string | undefined>;
 
 /**
  * Largest image a worker decodes: 40 MP (a 48 MP phone photo must be resized)
@@ -18,7 +18,7 @@ type Env = Record<string, string | undefined>;
  */
 export const ASSET_LIMIT_DEFAULTS = { maxPixels: 40_000_000, maxSide: 8192 } as const;
 
-function read(env: Env, name: string): string | undefined {
+export function read(env: Env, name: string): string | undefined {
   const v = env[name]?.trim();
   return v === '' ? undefined : v;
 }
@@ -32,7 +32,7 @@ function int(env: Env, name: string, fallback: number, min: number, max: number)
   return n;
 }
 
-function url(env: Env, name: string, protocols: string[], fallback?: string): string | undefined {
+export function url(env: Env, name: string, protocols: string[], fallback?: string): string | undefined {
   const raw = read(env, name) ?? fallback;
   if (raw === undefined) return undefined;
   let parsed: URL;
@@ -51,7 +51,7 @@ function oneOf<T extends string>(env: Env, name: string, choices: readonly T[], 
   return raw as T;
 }
 
-function bool(env: Env, name: string, fallback: boolean): boolean {
+export function bool(env: Env, name: string, fallback: boolean): boolean {
   const raw = read(env, name);
   if (raw === undefined) return fallback;
   if (/^(1|true|yes)$/i.test(raw)) return true;

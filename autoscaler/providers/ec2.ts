@@ -20,7 +20,7 @@ import {
   type Tag,
   type _InstanceType,
 } from '@aws-sdk/client-ec2';
-import { ConfigError } from '../../engine/config.js';
+import { bool, ConfigError, read, url, type Env } from '../../engine/config.js';
 import {
   ProviderThrottledError,
   type LaunchError,
@@ -86,7 +86,6 @@ export interface Ec2ProviderOptions {
   onThrottled?: (event: { action: string; attempt: number; delayMs: number }) => void;
 }
 
-type Env = Record<string, string | undefined>;
 
 export class Ec2Provider implements WorkerProvider {
   readonly name = 'ec2';
@@ -294,26 +293,6 @@ function batches<T>(items: T[], size: number): T[][] {
 // The EC2_* variables (documented in .env.example) are read here, not in
 // engine/config.ts: only `vgen autoscaler` with the ec2 provider needs them.
 
-function read(env: Env, name: string): string | undefined {
-  const v = env[name]?.trim();
-  return v === '' ? undefined : v;
-}
-
-function bool(env: Env, name: string, fallback: boolean): boolean {
-  const raw = read(env, name);
-  if (raw === undefined) return fallback;
-  if (/^(1|true|yes)$/i.test(raw)) return true;
-  if (/^(0|false|no)$/i.test(raw)) return false;
-  throw new ConfigError(name, `must be true or false, got "${raw}"`);
-}
-
-function url(env: Env, name: string): string | undefined {
-  const raw = read(env, name);
-  if (raw === undefined) return undefined;
-  if (!URL.canParse(raw) || !/^https?:$/.test(new URL(raw).protocol)) throw new ConfigError(name, `must be an http:// or https:// URL, got "${raw}"`);
-  return raw;
-}
-
 function commaList(name: string, raw: string | undefined, pattern: RegExp, example: string): string[] {
   if (raw === undefined) throw new ConfigError(name, `is required with the ec2 provider (comma-separated, e.g. ${example})`);
   const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
@@ -340,7 +319,7 @@ export function ec2OptionsFromEnv(env: Env): Ec2ProviderOptions {
   }
   return {
     region: read(env, 'EC2_REGION') ?? read(env, 'AWS_REGION') ?? 'us-east-1',
-    endpoint: url(env, 'EC2_ENDPOINT'),
+    endpoint: url(env, 'EC2_ENDPOINT', ['http:', 'https:']),
     cluster,
     launchTemplate,
     launchTemplateVersion,
