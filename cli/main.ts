@@ -11,7 +11,7 @@ import { VgenError } from '../engine/errors.js';
 import { drainOnSignals, startWorker } from '../worker/main.js';
 import { ApiError } from './client.js';
 import { cancel, describe, status, submit, type ClientFlags } from './commands.js';
-import { apiToken, apiUrl, dataDir } from './options.js';
+import { clientFlags, clientOptions, dataDir } from './options.js';
 import { queueCommand } from './commands/queue.js';
 import { workersCommand } from './commands/workers.js';
 import { up } from './up.js';
@@ -38,13 +38,6 @@ Operator commands (an operator token; each takes --json):
           --token T (default $VGEN_TOKEN or <data-dir>/token)
 
 Configuration: see .env.example.`;
-
-const clientOptions = {
-  api: { type: 'string' },
-  token: { type: 'string' },
-  'data-dir': { type: 'string' },
-  json: { type: 'boolean' },
-} as const;
 
 /** Run until SIGINT/SIGTERM, then stop cleanly; a second signal forces the exit. */
 function untilSignal(stop: () => Promise<void>) {
@@ -131,7 +124,7 @@ async function main(argv: string[]): Promise<number> {
       });
       const arg = positionals[0];
       if (!arg) throw new VgenError('invalid_request', command === 'submit' ? 'usage: vgen submit <spec.json> [--wait] [--json]' : `usage: vgen ${command} <id> [--json]`);
-      const flags: ClientFlags = { api: apiUrl(values.api), token: apiToken(values.token, values['data-dir']), json: values.json };
+      const flags: ClientFlags = clientFlags(values);
       const video = command === 'submit'
         ? await submit(arg, { ...flags, wait: values.wait, private: values.private, idempotencyKey: values['idempotency-key'] })
         : command === 'cancel' ? await cancel(arg, flags) : await status(arg, flags);

@@ -17,3 +17,16 @@ export function apiToken(flag?: string, dir?: string): string | undefined {
   const file = join(dataDir(dir), 'token');
   return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
 }
+
+/** The flags every client command takes, for parseArgs. */
+export const clientOptions = {
+  api: { type: 'string' },
+  token: { type: 'string' },
+  'data-dir': { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+/** Where to reach the API, and as whom, from the parsed client flags. */
+export function clientFlags(values: { api?: string; token?: string; 'data-dir'?: string; json?: boolean }) {
+  return { api: apiUrl(values.api), token: apiToken(values.token, values['data-dir']), json: values.json };
+}

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { VgenError } from '../../engine/errors.js';
 import { client, type ClientFlags } from '../commands.js';
-import { apiToken, apiUrl } from '../options.js';
+import { clientFlags, clientOptions } from '../options.js';
 import { humanDuration, parseDuration, table } from './format.js';
 
 export interface QueueStats {
@@ -41,12 +41,12 @@ export async function queueCommand(argv: string[]): Promise<number> {
     args: rest,
     allowPositionals: true,
     options: {
-      api: { type: 'string' }, token: { type: 'string' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' },
+      ...clientOptions,
       watch: { type: 'boolean' }, interval: { type: 'string' }, since: { type: 'string' }, 'older-than': { type: 'string' },
     },
   });
   if (positionals.length) throw new VgenError('invalid_request', USAGE);
-  const flags: ClientFlags = { api: apiUrl(values.api), token: apiToken(values.token, values['data-dir']), json: values.json };
+  const flags: ClientFlags = clientFlags(values);
   const api = () => client(flags);
   const print = (data: unknown, human: string) => process.stdout.write(`${values.json ? JSON.stringify(data, null, values.watch ? 0 : 2) : human}\n`);
   switch (sub) {

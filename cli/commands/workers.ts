@@ -5,7 +5,7 @@ import type { ScalingSnapshot } from '../../autoscaler/state.js';
 import { VgenError } from '../../engine/errors.js';
 import { ApiError } from '../client.js';
 import { client, type ClientFlags } from '../commands.js';
-import { apiToken, apiUrl } from '../options.js';
+import { clientFlags, clientOptions } from '../options.js';
 import { humanDuration, parseDuration, since, table } from './format.js';
 
 interface Worker {
@@ -62,11 +62,11 @@ export async function workersCommand(argv: string[]): Promise<number> {
     args: rest,
     allowPositionals: true,
     options: {
-      api: { type: 'string' }, token: { type: 'string' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' },
+      ...clientOptions,
       for: { type: 'string' }, idle: { type: 'boolean' }, all: { type: 'boolean' }, deadline: { type: 'string' },
     },
   });
-  const flags: ClientFlags = { api: apiUrl(values.api), token: apiToken(values.token, values['data-dir']), json: values.json };
+  const flags: ClientFlags = clientFlags(values);
   const print = (data: unknown, human: string) => process.stdout.write(`${values.json ? JSON.stringify(data, null, 2) : human}\n`);
   switch (sub) {
     case 'ls':
