@@ -2,13 +2,11 @@
 // tokens, submit and read, idempotency, privacy, and bad input of every kind.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
 import { startApi, type RunningApi } from '../api/server.js';
-import { configFrom, freePort, openQueue, onCleanup, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
+import { configFrom, openQueue, ownRedis, onCleanup, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
 
 let api: RunningApi;
 let base: string;
@@ -316,15 +314,7 @@ describe('service endpoints', () => {
 
 describe('Redis down', () => {
   test('submit answers 503 and leaves no row behind, whether Redis never came up or went away', async () => {
-    const port = await freePort(); // a random one may be an outgoing socket's ephemeral port
-    const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    onCleanup(() => void redis.kill('SIGKILL'));
-    const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-    probe.on('error', () => {});
-    let up = false;
-    for (let i = 0; i < 50 && !(up = await probe.connect().then(() => true, () => false)); i++) await sleep(100);
-    probe.disconnect();
-    assert.ok(up, `redis-server did not start on port ${port}`);
+    const { port, proc: redis } = await ownRedis();
 
     for (const redisUrl of [`redis://127.0.0.1:${port}`, 'redis://127.0.0.1:1']) {
       const down = await startApi(configFrom({ ...(await testEnv()), REDIS_URL: redisUrl }));

@@ -158,3 +158,29 @@ export async function download(url: string, dest: string): Promise<Headers> {
   await writeFile(dest, Buffer.from(await res.arrayBuffer()));
   return res.headers;
 }
+
+/**
+ * A redis-server of the test's own on a free port (for tests that stop or
+ * kill it; never the shared one), killed at cleanup. Resolves once it answers PING.
+ */
+export async function ownRedis(): Promise<{ url: string; port: number; proc: import('node:child_process').ChildProcess }> {
+  const { spawn } = await import('node:child_process');
+  const { connect } = await import('node:net');
+  const port = await freePort();
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  onCleanup(() => {
+    proc.kill('SIGCONT');
+    proc.kill('SIGKILL');
+  });
+  for (let i = 0; ; i++) {
+    const answered = await new Promise<boolean>((resolve) => {
+      const c = connect(port, '127.0.0.1', () => c.write('PING\r\n'));
+      c.on('data', (d) => { c.destroy(); resolve(d.toString().startsWith('+PONG')); });
+      c.on('error', () => resolve(false));
+    });
+    if (answered) break;
+    if (i > 100) throw new Error(`redis-server did not start on port ${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url: `redis://127.0.0.1:${port}`, port, proc };
+}

@@ -3,10 +3,9 @@
 // see while the first request's enqueue hangs or fails (a Redis paused with
 // SIGSTOP), including jobs whose add lands after the API gave up.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
 import { canonicalJson, requestHash } from '../api/idempotency.js';
 import { startApi, type RunningApi } from '../api/server.js';
 import { insertVideo } from '../api/video-store.js';
@@ -14,7 +13,7 @@ import { createLogger } from '../engine/log.js';
 import { isParked, PARK_DELAY_MS, renderQueue } from '../engine/queue.js';
 import type { RenderSpec } from '../engine/spec.js';
 import { startRuntime } from '../worker/runtime.js';
-import { configFrom, freePort, onCleanup, openQueue, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
+import { configFrom, onCleanup, ownRedis, openQueue, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
 
 after(runCleanups);
 
@@ -146,16 +145,7 @@ describe('while Redis hangs (SIGSTOP) or fails', () => {
   let token: string;
 
   before(async () => {
-    // A port nothing holds (a random one may be an outgoing socket's ephemeral port).
-    port = await freePort();
-    redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    onCleanup(() => void redis.kill('SIGKILL'));
-    const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-    probe.on('error', () => {});
-    let up = false;
-    for (let i = 0; i < 50 && !(up = await probe.connect().then(() => true, () => false)); i++) await sleep(100);
-    probe.disconnect();
-    assert.ok(up, `redis-server did not start on port ${port}`);
+    ({ proc: redis, port } = await ownRedis());
     env = await testEnv({ REDIS_URL: `redis://127.0.0.1:${port}` });
     api = await startApi(configFrom(env), { settleIntervalMs: 3_600_000, settleParkedGraceSeconds: 0 });
     token = (await registerUser(api.url)).token;

@@ -4,38 +4,12 @@
 // /readyz says unavailable within its timeout, and once Redis resumes,
 // submits work again. Runs its own redis-server: never the shared one.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startApi, type RunningApi } from '../api/server.js';
-import { configFrom, freePort, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
+import { configFrom, ownRedis, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
 
-const redises: ChildProcess[] = [];
-after(async () => {
-  for (const r of redises) {
-    r.kill('SIGCONT');
-    r.kill('SIGKILL');
-  }
-  await runCleanups();
-});
-
-async function ownRedis(): Promise<{ url: string; proc: ChildProcess }> {
-  const port = await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  redises.push(proc);
-  for (let i = 0; ; i++) {
-    const answered = await new Promise<boolean>((resolve) => {
-      const c = connect(port, '127.0.0.1', () => c.write('PING\r\n'));
-      c.on('data', (d) => { c.destroy(); resolve(d.toString().startsWith('+PONG')); });
-      c.on('error', () => resolve(false));
-    });
-    if (answered) break;
-    if (i > 100) throw new Error('redis-server did not start');
-    await sleep(50);
-  }
-  return { url: `redis://127.0.0.1:${port}`, proc };
-}
+after(runCleanups);
 
 for (const backend of ['postgres', 'pglite'] as const) {
   describe(`with ${backend}`, () => {
