@@ -11,16 +11,22 @@ import type { Db } from '../engine/db.js';
 import { VgenError } from '../engine/errors.js';
 import type { Logger } from '../engine/log.js';
 import { mediaSigningKey } from '../engine/media-url.js';
+import { uploadSigningKey } from '../engine/upload-token.js';
 import type { Metrics } from '../engine/metrics.js';
+import type { OutboundOptions } from '../engine/outbound.js';
 import type { RenderJobData, RenderResult } from '../engine/queue.js';
 import type { Storage } from '../engine/storage.js';
+import { ADMIN_QUEUES_PATH, adminQueuesRoutes } from './admin-queues.js';
 import { authPlugin } from './auth.js';
 import { clientErrorHandler, frameworkErrors, registerErrorHandling } from './errors.js';
 import { healthRoutes, observeRequests } from './health.js';
 import { mediaRoutes } from './media.js';
 import { opsRoutes } from './ops.js';
+import { uploadReceiveRoutes } from './upload-receive.js';
+import { uploadRoutes } from './uploads.js';
 import { guardStrings, validatorCompiler } from './validation.js';
 import { videoRoutes } from './videos.js';
+import { webhookRoutes } from './webhooks.js';
 
 export interface AppDeps {
   config: Config;
@@ -30,6 +36,10 @@ export interface AppDeps {
   storage: Storage;
   metrics: Metrics;
   log: Logger;
+  /** OUTBOUND_ALLOW for the submit-time URL checks (default config.outboundAllow), plus a test resolver. */
+  outbound?: OutboundOptions;
+  /** Webhook delivery (api/webhook-delivery.ts): told when a cancel makes a video terminal. */
+  webhooks?: { settled(videoId: string): void };
 }
 
 /**
@@ -114,13 +124,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     mediaUrlTtlSeconds: config.storage.mediaUrlTtlSeconds,
     control: { redis: deps.redis, eventsMaxConnections: config.eventsMaxConnections },
     quotas: config.userQuotas,
+    metrics: deps.metrics,
+    outbound: deps.outbound ?? { policy: config.outboundAllow },
+    webhooks: deps.webhooks,
   });
+  await app.register(webhookRoutes, { db: deps.db });
 
   await app.register(opsRoutes, { db: deps.db, redis: deps.redis, queue: deps.queue, queueName: config.queueName });
+  await app.register(uploadRoutes, {
+    db: deps.db, storage: deps.storage,
+    maxBytes: config.uploads.maxBytes, urlTtlSeconds: config.uploads.urlTtlSeconds, perMinute: config.uploads.perMinute,
+  });
+  // bull-board, read-only, behind the operator token (api/admin-queues.ts).
+  await app.register(adminQueuesRoutes, { prefix: ADMIN_QUEUES_PATH, queue: deps.queue, authenticate: app.authenticate });
 
   if (deps.storage.driver === 'fs') {
     // Local media with range requests: public keys to anyone, private keys only through signed URLs.
     await app.register(mediaRoutes, { prefix: '/media', mediaDir: config.storage.mediaDir, signingKey: mediaSigningKey(config.jwtSecret!) });
+    // Direct uploads' local stand-in for an S3 presigned POST (POST /v1/uploads hands out its signed URLs).
+    await app.register(uploadReceiveRoutes, { prefix: '/uploads', mediaDir: config.storage.mediaDir, signingKey: uploadSigningKey(config.jwtSecret!) });
   }
   return app;
 }

@@ -4,15 +4,7 @@ import type { Redis } from 'ioredis';
 import type { Db } from '../engine/db.js';
 import type { Metrics } from '../engine/metrics.js';
 
-/** Request durations by route template (never the raw URL: ids would explode cardinality). */
-export function observeRequests(app: FastifyInstance, metrics: Metrics) {
-  app.addHook('onResponse', async (req, reply) => {
-    metrics.httpDuration.observe(
-      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    );
-  });
-}
+export { observeRequests } from './request-metrics.js';
 
 const READY_TIMEOUT_MS = 1_000;
 

@@ -10,21 +10,13 @@
 // a first request itself. A retry never sees a response for a video that will
 // not exist.
 import { createHash } from 'node:crypto';
+import { canonicalJson } from '../engine/canonical-json.js';
 import type { Queryable } from '../engine/db.js';
 import { VgenError } from '../engine/errors.js';
 
 export const IDEMPOTENCY_KEY_TTL_HOURS = 24;
 
-/** JSON with every object's keys sorted, recursively: equal values give equal text, whatever the key order. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const obj = value as Record<string, unknown>;
-    const entries = Object.keys(obj).sort().filter((k) => obj[k] !== undefined);
-    return `{${entries.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
-}
+export { canonicalJson };
 
 export const requestHash = (request: unknown) => createHash('sha256').update(canonicalJson(request)).digest('hex');
 

@@ -3,7 +3,9 @@
 //  - move the files of succeeded videos that sit under the wrong prefix for their
 //    visibility (a public video whose copy out of private/ failed at settle, or
 //    a render by an older worker that wrote under videos/),
-//  - delete Idempotency-Keys older than 24 hours.
+//  - delete Idempotency-Keys older than 24 hours,
+//  - queue the webhooks owed by terminal videos whose enqueue was missed (the
+//    outbox, api/webhook-delivery.ts; skipped while Redis is down).
 // Every step is idempotent, so replicas running it at once only repeat work.
 import type { Db } from '../engine/db.js';
 import type { Logger } from '../engine/log.js';
@@ -17,12 +19,13 @@ export interface MaintenanceOptions {
   storage: Storage;
   log: Logger;
   intervalMs?: number;
+  webhooks?: { sweep(): Promise<number> };
 }
 
 export function startMaintenance(opts: MaintenanceOptions) {
   const { db, storage, log } = opts;
 
-  async function runOnce(): Promise<{ deleted: number; moved: number; keysExpired: number }> {
+  async function runOnce(): Promise<{ deleted: number; moved: number; keysExpired: number; webhooksQueued: number }> {
     const keys = await pendingMediaDeletions(db, { limit: 100 });
     let deleted = 0;
     for (const key of keys) {
@@ -43,7 +46,11 @@ export function startMaintenance(opts: MaintenanceOptions) {
       }
     }
     const keysExpired = await sweepExpiredKeys(db);
-    return { deleted, moved, keysExpired };
+    const webhooksQueued = (await opts.webhooks?.sweep().catch((err) => {
+      log.warn({ err }, 'maintenance: the webhook outbox sweep failed; will retry');
+      return 0;
+    })) ?? 0;
+    return { deleted, moved, keysExpired, webhooksQueued };
   }
 
   let running: Promise<void> | undefined;

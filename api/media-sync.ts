@@ -13,8 +13,13 @@
 // transaction and deleted once it commits; a deletion that fails is retried by
 // the maintenance pass until it succeeds, so no formerly public object is left
 // behind at its public key.
+//
+// Objects may be shared by several rows (render-cache hits point at an earlier
+// render's files): a key is deleted only once no row references it, and a
+// move locks the keys it lets go of. The rule is in api/media-refs.ts.
 import type { Db, Queryable } from '../engine/db.js';
 import { isPrivateKey, movedKey, newRenderId, type Storage } from '../engine/storage.js';
+import { lockMediaKeys, referencedKeys } from './media-refs.js';
 import { forgetMediaDeletions, lockVideo, pendingMediaDeletions, replaceMediaKeys, type VideoRow } from './video-store.js';
 
 /** True when the row's files are where its visibility wants them (or it has none yet). */
@@ -34,21 +39,38 @@ async function placeMedia(q: Queryable, storage: Storage, row: VideoRow, copied:
   const renderId = newRenderId();
   const wantPrivate = row.visibility === 'private';
   const from = [row.video_key!, row.poster_key!];
-  const to = from.map((k) => (isPrivateKey(k) === wantPrivate ? k : movedKey(k, row.visibility, renderId)));
+  // Named after this row, not the key's video: a shared file (a cache hit) may be another video's.
+  const to = from.map((k) => (isPrivateKey(k) === wantPrivate ? k : movedKey(k, row.visibility, renderId, row.id)));
   for (let i = 0; i < from.length; i++) {
     if (to[i] === from[i]) continue;
     await storage.copy(from[i]!, to[i]!);
     copied.push(to[i]!);
   }
   const oldKeys = from.filter((k, i) => to[i] !== k);
+  // Held to the commit, so a purge checking these keys runs wholly before or after this move (api/media-refs.ts).
+  await lockMediaKeys(q, oldKeys);
   return replaceMediaKeys(q, row.id, { videoKey: to[0]!, posterKey: to[1]! }, oldKeys);
 }
 
-/** Delete objects a video no longer uses, then forget them. Throws if one could not be deleted. */
+/**
+ * Delete objects a video no longer uses, then forget them. A key another row
+ * still references (a shared render) is not deleted, only forgotten: the last
+ * row to let go of it records it again (api/media-refs.ts). Throws if an
+ * object could not be deleted.
+ */
 export async function purgeMedia(db: Db, storage: Storage, keys: string[]): Promise<void> {
   if (!keys.length) return;
-  await Promise.all(keys.map((k) => storage.remove(k)));
-  await forgetMediaDeletions(db, keys);
+  await Promise.all([...new Set(keys)].map(async (key) => {
+    const inUse = await db.tx(async (q) => {
+      await lockMediaKeys(q, [key]);
+      if (!(await referencedKeys(q, [key])).has(key)) return false;
+      await forgetMediaDeletions(q, [key]);
+      return true;
+    });
+    if (inUse) return;
+    await storage.remove(key);
+    await forgetMediaDeletions(db, [key]);
+  }));
 }
 
 /**

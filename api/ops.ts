@@ -11,7 +11,9 @@ import { readManualFloor, readScaling, setManualFloor } from '../autoscaler/stat
 import type { Db } from '../engine/db.js';
 import { VgenError } from '../engine/errors.js';
 import { PARK_DELAY_MS, type RenderJobData, type RenderResult } from '../engine/queue.js';
+import { listProcesses } from '../engine/process-registry.js';
 import { createRegistry } from '../engine/registry.js';
+import { TargetGroups, targetGroups } from './prometheus-targets.js';
 import { ErrorBody } from './schemas.js';
 import { getVideo, reopenFailed } from './video-store.js';
 
@@ -228,6 +230,19 @@ export async function opsRoutes(app: FastifyInstance, deps: OpsDeps) {
       workers: workers.sort((a, b) => a.startedAt - b.startedAt || (a.id < b.id ? -1 : 1)).map(toWorkerBody),
       manualFloor: floor && { workers: floor.workers, until: iso(floor.until) },
     };
+  });
+
+  app.get('/v1/ops/prometheus-targets', {
+    ...route,
+    schema: schema('Prometheus targets (HTTP service discovery)', {
+      description: 'Every live process of this cluster with its /metrics endpoint, in Prometheus HTTP-SD format: API replicas and autoscalers '
+        + '(process registry) and workers (worker registry), one target group each, labelled `role` (and `provider` for workers). '
+        + 'A process leaves the list when it exits, or within 20 s of its last heartbeat. Point `http_sd_configs` here with an operator token.',
+      response: { 200: TargetGroups, ...errors },
+    }),
+  }, async () => {
+    const [workers, processes] = await Promise.all([registry.list(), listProcesses(redis, queueName)]);
+    return targetGroups(workers, processes);
   });
 
   app.post('/v1/ops/workers/scale', {

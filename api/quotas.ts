@@ -66,17 +66,23 @@ export async function admitVideo(
  * authentication. Needs @fastify/rate-limit registered (the auth plugin does).
  */
 export function submitRateLimit(app: FastifyInstance, perMinute: number) {
+  return perUserRateLimit(app, { name: 'submit', perMinute, what: 'video submissions' });
+}
+
+/** The same per-user, per-minute limit for another action (`name` keys its count; `what` names it in the 429). */
+export function perUserRateLimit(app: FastifyInstance, opts: { name: string; perMinute: number; what: string }) {
+  const { perMinute } = opts;
   const limit = app.createRateLimit({
     max: perMinute,
     timeWindow: 60_000,
-    keyGenerator: (req) => `submit:${req.auth!.id}`,
+    keyGenerator: (req) => `${opts.name}:${req.auth!.id}`,
   });
   return async (req: FastifyRequest, reply: FastifyReply) => {
     const result = await limit(req);
     if (result.isAllowed || !result.isExceeded) return;
     const after = Math.max(1, result.ttlInSeconds);
     reply.header('retry-after', String(after));
-    throw new VgenError('rate_limited', `more than ${perMinute} video submissions in a minute; retry in ${after} s`);
+    throw new VgenError('rate_limited', `more than ${perMinute} ${opts.what} in a minute; retry in ${after} s`);
   };
 }
 

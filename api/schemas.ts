@@ -1,5 +1,6 @@
 // Request and response schemas shared by routes and the OpenAPI document.
 import { Type, type Static } from '@sinclair/typebox';
+import { LIMITS, RenderSpec } from '../engine/spec.js';
 
 export const ErrorBody = Type.Object(
   {
@@ -45,6 +46,7 @@ export const VideoBody = Type.Object(
         durationMs: Type.Integer(),
         width: Type.Integer(),
         height: Type.Integer(),
+        cached: Type.Boolean({ description: 'true when this video reused the files of an earlier render of the same spec and asset bytes (the render cache) instead of rendering again.' }),
       }),
       Type.Null(),
     ]),
@@ -53,3 +55,20 @@ export const VideoBody = Type.Object(
   { $id: 'Video', title: 'Video' },
 );
 export type VideoBody = Static<typeof VideoBody>;
+
+/**
+ * The body of POST /v1/videos: the render spec's fields, plus an optional
+ * callbackUrl that is not part of the spec (api/webhook-delivery.ts).
+ */
+export const VideoSubmission = Type.Object(
+  {
+    ...RenderSpec.properties,
+    callbackUrl: Type.Optional(Type.String({
+      minLength: 1,
+      maxLength: LIMITS.maxUrlChars,
+      pattern: '^https://[^\\s]+$',
+      description: 'an https:// URL that receives a signed POST of the video object when it succeeds, fails or is canceled',
+    })),
+  },
+  { additionalProperties: false, $id: 'VideoSubmission', title: 'VideoSubmission' },
+);

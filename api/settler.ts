@@ -17,6 +17,7 @@ import type { Storage } from '../engine/storage.js';
 import { publishVideoNotice } from '../engine/video-events.js';
 import { cancelJob } from './video-cancel.js';
 import { commitVideoMedia, purgeMedia, purgeVideoMedia } from './media-sync.js';
+import { recordSettledRender, settleCachedResult } from './render-cache-settle.js';
 import { discardCanceledOutputs, getVideo, markFailed, markRendering, markSucceeded, settleSucceeded, staleUnsettled, touch } from './video-store.js';
 
 /** Worker failure reasons are `code: message`; anything else is shown generically. */
@@ -43,6 +44,10 @@ export interface SettlerOptions {
   intervalMs?: number;
   /** With it, a succeeded render's files (written under private/) are moved to the public prefix if the video is public when it settles. */
   storage?: Storage;
+  /** Told when this process settles a video, so its webhook is queued (api/webhook-delivery.ts). */
+  webhooks?: { settled(videoId: string): void };
+  /** RENDER_CACHE (default on): record fresh renders in the render cache's index. Cache hits are checked and settled either way. */
+  renderCache?: boolean;
 }
 
 export function startSettler(opts: SettlerOptions) {
@@ -65,9 +70,13 @@ export function startSettler(opts: SettlerOptions) {
     return moved;
   };
 
+  const cacheDeps = { db, queue, redis: opts.producer, storage: opts.storage, log, record: opts.renderCache ?? true };
   const succeeded = async (id: string, result: RenderResult): Promise<boolean> => {
     let moved = false;
-    if (opts.storage) {
+    if (result.cached) {
+      // A render-cache hit: another video's files, checked before this row points at them (api/render-cache-settle.ts).
+      moved = await settleCachedResult(cacheDeps, id, result);
+    } else if (opts.storage) {
       // Workers always write under private/ (worker/render-job.ts). One
       // transaction settles the row and, under its lock, copies the files to
       // new public keys if the row is public at that moment, so a public
@@ -98,15 +107,19 @@ export function startSettler(opts: SettlerOptions) {
     } else {
       moved = await markSucceeded(db, id, result);
     }
-    if (!moved) {
-      // Canceled while its last stage ran: its files belong to no video.
+    if (!moved && !result.cached) {
+      // Canceled while its last stage ran: its files belong to no video. (A
+      // cache hit's files are its source's: never discarded here.)
       const keys = [result.videoKey, result.posterKey].filter(Boolean);
       if (keys.length && (await discardCanceledOutputs(db, id, keys)) > 0 && opts.storage)
         await purgeMedia(db, opts.storage, keys).catch((err) => log.warn({ err, videoId: id }, 'settler: deleting a canceled render\'s files failed; maintenance will retry'));
     }
     if (moved) {
       notify(id);
+      opts.webhooks?.settled(id);
       opts.metrics?.videosSettled.inc({ outcome: 'succeeded' });
+      if (!result.cached) await recordSettledRender(cacheDeps, id, result)
+        .catch((err) => log.warn({ err, videoId: id }, 'settler: recording a render in the render cache failed; the next identical render renders again'));
     }
     return moved;
   };
@@ -115,6 +128,7 @@ export function startSettler(opts: SettlerOptions) {
     const moved = await markFailed(db, id, code, message);
     if (moved) {
       notify(id);
+      opts.webhooks?.settled(id);
       opts.metrics?.videosSettled.inc({ outcome: 'failed' });
     }
     return moved;

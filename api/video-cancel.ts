@@ -41,6 +41,10 @@ export interface VideoCancelDeps {
   queue: Queue<RenderJobData, RenderResult>;
   redis: Redis;
   present: (row: VideoRow) => Promise<VideoBody>;
+  /** vgen_videos_settled_total: a cancel is a terminal state too. */
+  settled?: { inc(labels: { outcome: 'canceled' }): void };
+  /** Queues the canceled video's webhook, if it has a callbackUrl (api/webhook-delivery.ts). */
+  webhooks?: { settled(videoId: string): void };
 }
 
 export async function videoCancelRoutes(app: FastifyInstance, deps: VideoCancelDeps) {
@@ -71,6 +75,8 @@ export async function videoCancelRoutes(app: FastifyInstance, deps: VideoCancelD
     const canceled = await markCanceled(db, id);
     // It settled between the read and the UPDATE.
     if (!canceled) throw settled((await getVideo(db, id))?.status ?? 'settled');
+    deps.settled?.inc({ outcome: 'canceled' });
+    deps.webhooks?.settled(id);
     req.log.info({ videoId: id, from: row.status, by: caller.id }, 'video canceled');
 
     // The row is the truth from here on; Redis trouble only delays the stop

@@ -37,6 +37,8 @@ export interface VideoStreamDeps {
   maxConnections?: number;
   /** Heartbeat comments and the row re-check, this often (default 15 s). */
   heartbeatMs?: number;
+  /** Counts the open streams (vgen_sse_connections). */
+  streams?: { inc(): void; dec(value?: number): void };
 }
 
 // Same as videos.ts: a malformed id answers 404 like an unknown one.
@@ -219,6 +221,7 @@ export async function videoEventRoutes(app: FastifyInstance, deps: VideoStreamDe
   app.addHook('preClose', async () => {
     clearInterval(heartbeat);
     for (const reply of open) reply.raw.end();
+    if (open.size > 0) deps.streams?.dec(open.size);
     open.clear();
   });
   app.addHook('onClose', async () => hub.close());
@@ -261,7 +264,7 @@ export async function videoEventRoutes(app: FastifyInstance, deps: VideoStreamDe
       if (ended) return;
       ended = true;
       stop?.();
-      open.delete(reply);
+      if (open.delete(reply)) deps.streams?.dec();
       if (!res.writableEnded) res.end();
     };
     const send = (seq: number, video: VideoBody) => {
@@ -292,6 +295,7 @@ export async function videoEventRoutes(app: FastifyInstance, deps: VideoStreamDe
       'x-accel-buffering': 'no', // nginx: do not buffer the stream
     });
     open.add(reply);
+    deps.streams?.inc();
     res.on('close', end);
     if (res.socket?.destroyed ?? true) return end(); // the client left while we subscribed
     res.write(`retry: ${RETRY_MS}\n\n`);

@@ -24,17 +24,22 @@ export interface VideoRow {
   height: number | null;
   error_code: string | null;
   error_message: string | null;
+  /** Settled from an earlier render's files (a render-cache hit): its keys may be shared with other rows. */
+  cached: boolean;
   created_at: Date;
   updated_at: Date;
 }
 
 const UNSETTLED = `status IN ('queued', 'rendering')`;
 
-/** `priority` is the BullMQ priority its job gets (engine/fairness.ts); later submits of the same user read it. */
-export async function insertVideo(q: Queryable, v: { id: string; userId: string; spec: RenderSpec; visibility: Visibility; priority?: number }): Promise<VideoRow> {
+/**
+ * `priority` is the BullMQ priority its job gets (engine/fairness.ts); later submits of the same user read it.
+ * `callbackUrl` receives a webhook at the terminal state (api/webhook-delivery.ts).
+ */
+export async function insertVideo(q: Queryable, v: { id: string; userId: string; spec: RenderSpec; visibility: Visibility; priority?: number; callbackUrl?: string }): Promise<VideoRow> {
   const rows = await q.query<VideoRow>(
-    'INSERT INTO videos (id, user_id, spec, visibility, priority) VALUES ($1, $2, $3, $4, $5) RETURNING *',
-    [v.id, v.userId, JSON.stringify(v.spec), v.visibility, v.priority ?? null],
+    'INSERT INTO videos (id, user_id, spec, visibility, priority, callback_url) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *',
+    [v.id, v.userId, JSON.stringify(v.spec), v.visibility, v.priority ?? null, v.callbackUrl ?? null],
   );
   return rows[0]!;
 }
@@ -66,9 +71,9 @@ export async function markSucceeded(q: Queryable, id: string, r: RenderResult): 
 export async function settleSucceeded(q: Queryable, id: string, r: RenderResult): Promise<VideoRow | null> {
   const rows = await q.query<VideoRow>(
     `UPDATE videos SET status = 'succeeded', progress = 1, video_key = $2, poster_key = $3, duration_ms = $4,
-       width = $5, height = $6, updated_at = now(), finished_at = now()
+       width = $5, height = $6, cached = $7, updated_at = now(), finished_at = now()
      WHERE id = $1 AND ${UNSETTLED} RETURNING *`,
-    [id, r.videoKey, r.posterKey, Math.round(r.durationMs), r.width, r.height],
+    [id, r.videoKey, r.posterKey, Math.round(r.durationMs), r.width, r.height, r.cached === true],
   );
   return rows[0] ?? null;
 }
@@ -118,7 +123,8 @@ export async function discardCanceledOutputs(q: Queryable, id: string, keys: str
  */
 export async function reopenFailed(q: Queryable, id: string): Promise<boolean> {
   const rows = await q.query(
-    `UPDATE videos SET status = 'queued', progress = 0, error_code = NULL, error_message = NULL, finished_at = NULL, updated_at = now()
+    `UPDATE videos SET status = 'queued', progress = 0, error_code = NULL, error_message = NULL, finished_at = NULL,
+       webhook_queued_at = NULL, updated_at = now()
      WHERE id = $1 AND status = 'failed' RETURNING id`,
     [id],
   );
@@ -149,10 +155,14 @@ export async function setVisibility(q: Queryable, id: string, visibility: Visibi
   return (await q.query<VideoRow>('UPDATE videos SET visibility = $2 WHERE id = $1 RETURNING *', [id, visibility]))[0]!;
 }
 
-/** Point a video at its moved files and record the old keys for deletion, in the caller's transaction. */
+/**
+ * Point a video at its moved files and record the old keys for deletion, in the
+ * caller's transaction. A key already recorded by another video (a shared
+ * render, api/media-refs.ts) becomes this one's, so this video's own purge deletes it.
+ */
 export async function replaceMediaKeys(q: Queryable, id: string, keys: { videoKey: string; posterKey: string }, oldKeys: string[]): Promise<VideoRow> {
   const [row] = await q.query<VideoRow>('UPDATE videos SET video_key = $2, poster_key = $3 WHERE id = $1 RETURNING *', [id, keys.videoKey, keys.posterKey]);
-  if (oldKeys.length) await q.query('INSERT INTO media_deletions (key, video_id) SELECT unnest($2::text[]), $1 ON CONFLICT DO NOTHING', [id, oldKeys]);
+  if (oldKeys.length) await q.query('INSERT INTO media_deletions (key, video_id) SELECT unnest($2::text[]), $1 ON CONFLICT (key) DO UPDATE SET video_id = EXCLUDED.video_id', [id, oldKeys]);
   return row!;
 }
 

@@ -5,19 +5,24 @@ import { Type } from '@sinclair/typebox';
 import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Db } from '../engine/db.js';
+import type { ApiMetrics } from '../engine/metrics.js';
 import { VgenError } from '../engine/errors.js';
 import { newId } from '../engine/ids.js';
 import { PARK_DELAY_MS, type RenderJobData, type RenderResult } from '../engine/queue.js';
-import { RenderSpec, checkSpecRules } from '../engine/spec.js';
-import { isPrivateKey, type Storage } from '../engine/storage.js';
+import { checkSpecRules, type RenderSpec } from '../engine/spec.js';
+import { checkCallbackUrl } from './callback-url.js';
+import type { OutboundOptions } from '../engine/outbound.js';
+import type { Storage } from '../engine/storage.js';
 import type { Lane } from '../engine/fairness.js';
 import { claimKey, requestHash, storeResponse } from './idempotency.js';
 import { placeVideoMedia } from './media-sync.js';
 import { queueBreaker } from './queue-health.js';
+import { checkUploadRefs } from './upload-refs.js';
 import { admitVideo, submitLane, submitRateLimit, type UserQuotas } from './quotas.js';
-import { ErrorBody, VideoBody } from './schemas.js';
+import { ErrorBody, VideoBody, VideoSubmission } from './schemas.js';
 import { videoCancelRoutes } from './video-cancel.js';
 import { videoEventRoutes } from './video-events.js';
+import { videoPresenter } from './video-present.js';
 import { getVideo, insertVideo, listVideos, setVisibility, type VideoRow, type Visibility } from './video-store.js';
 
 export interface VideoDeps {
@@ -36,6 +41,12 @@ export interface VideoDeps {
   control?: { redis: Redis; eventsMaxConnections?: number; heartbeatMs?: number };
   /** Per-user limits on submits (api/quotas.ts); without it, none. */
   quotas?: UserQuotas;
+  /** Open event streams and canceled videos are counted here (engine/metrics.ts). */
+  metrics?: ApiMetrics;
+  /** OUTBOUND_ALLOW (asset and callbackUrl checks at submit); tests add a resolver for callbackUrl host names. */
+  outbound?: OutboundOptions;
+  /** Told when a cancel makes a video terminal, so its webhook is queued (api/webhook-delivery.ts). */
+  webhooks?: { settled(videoId: string): void };
 }
 
 const IdempotencyHeaders = Type.Object({
@@ -92,47 +103,11 @@ async function enqueueParked(queue: VideoDeps['queue'], data: RenderJobData, ms:
 
 export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
   const { db, queue, storage } = deps;
-  const mediaUrlTtl = deps.mediaUrlTtlSeconds ?? 3600;
   const breaker = deps.redis && queueBreaker(deps.redis, { log: app.log });
   if (breaker) app.addHook('onClose', async () => breaker.close());
 
-  /** Progress of unsettled videos lives in Redis (workers hold no DB connection). */
-  async function liveProgress(row: VideoRow): Promise<number> {
-    if (row.status !== 'rendering') return row.progress;
-    try {
-      // Bounded: BullMQ waits for a connection that is down instead of failing.
-      const job = await Promise.race([queue.getJob(row.id), sleep(250).then(() => undefined)]);
-      const p = job?.progress;
-      return typeof p === 'number' ? Math.min(1, Math.max(0, p / 100)) : row.progress;
-    } catch {
-      return row.progress; // Redis down: the row's last known value still answers.
-    }
-  }
-
-  /**
-   * A private video's files (and any file still under the private prefix) are
-   * reached only through a signed URL minted now; a public one keeps its
-   * immutable CDN or /media URL.
-   */
-  const mediaUrl = (row: VideoRow, key: string): Promise<string> =>
-    row.visibility === 'private' || isPrivateKey(key) ? storage.signedUrl(key, mediaUrlTtl) : Promise.resolve(storage.url(key));
-
-  const present = async (row: VideoRow): Promise<VideoBody> => ({
-    id: row.id,
-    object: 'video',
-    status: row.status,
-    progress: await liveProgress(row),
-    visibility: row.visibility,
-    createdAt: row.created_at.toISOString(),
-    output: row.status === 'succeeded' && row.video_key && row.poster_key
-      ? {
-          url: await mediaUrl(row, row.video_key),
-          posterUrl: await mediaUrl(row, row.poster_key),
-          durationMs: row.duration_ms!, width: row.width!, height: row.height!,
-        }
-      : null,
-    error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
-  });
+  // The same object for every route, the event streams and webhooks (api/video-present.ts).
+  const present = videoPresenter({ queue, storage, mediaUrlTtlSeconds: deps.mediaUrlTtlSeconds });
 
   const auth = { onRequest: app.authenticate, schema: { security: [{ bearer: [] }] } };
 
@@ -145,17 +120,22 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
       tags: ['videos'],
       summary: 'Submit a render spec',
       description: 'Accepts the spec and queues a render. With an Idempotency-Key header, a retry returns the first response and creates nothing. '
+        + 'An optional top-level callbackUrl (https) receives a signed POST of the video object when it succeeds, fails or is canceled (see the webhooks routes). '
         + 'Per user: at most USER_SUBMITS_PER_MINUTE submissions a minute (429 rate_limited) and USER_MAX_ACTIVE_VIDEOS videos queued or rendering at once (429 too_many_active_videos); both answer with Retry-After.',
       security: [{ bearer: [] }],
-      body: RenderSpec,
+      body: VideoSubmission,
       headers: IdempotencyHeaders,
       querystring: VisibilityQuery,
       response: { 202: VideoBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody, 413: ErrorBody, 429: ErrorBody, 503: ErrorBody },
     },
   }, async (req, reply) => {
-    const spec = req.body as RenderSpec;
-    checkSpecRules(spec);
+    // callbackUrl is about delivery, not rendering: it is kept out of the stored spec and the job.
+    const { callbackUrl, ...spec } = req.body as RenderSpec & { callbackUrl?: string };
+    checkSpecRules(spec, deps.outbound?.policy);
+    if (callbackUrl !== undefined) await checkCallbackUrl(callbackUrl, deps.outbound);
     const userId = req.auth!.id;
+    // upload://<id> assets: the caller's own, with their file in the store (one query, one HEAD each).
+    await checkUploadRefs(db, storage, userId, spec);
     const query = req.query as { visibility?: Visibility; priority?: Lane };
     const visibility: Visibility = query.visibility ?? 'public';
     const lane = submitLane(req, query.priority);
@@ -176,16 +156,19 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
     const outcome = await db.tx(async (q) => {
       if (key) {
         // The lane is part of the request only when asked for, so keys stored before it existed still replay.
-        const prior = await claimKey<VideoBody>(q, userId, key, requestHash(lane === 'high' ? [spec, visibility, lane] : [spec, visibility]));
+        // So is the callbackUrl: the same spec sent to another URL is another request.
+        const request: unknown[] = lane === 'high' ? [spec, visibility, lane] : [spec, visibility];
+        if (callbackUrl !== undefined) request.push({ callbackUrl });
+        const prior = await claimKey<VideoBody>(q, userId, key, requestHash(request));
         if (prior) return { body: prior, replayed: true };
       }
       // A replay above is never refused by the limit; a refusal here rolls the key claim back.
       const priority = deps.quotas ? await admitVideo(q, reply, { userId, lane, maxActiveVideos: deps.quotas.maxActiveVideos }) : undefined;
-      const row = await insertVideo(q, { id, userId, spec, visibility, priority });
+      const row = await insertVideo(q, { id, userId, spec, visibility, priority, callbackUrl });
       // Waited for a connection while another submit's enqueue timed out: do not wait 3 s more.
       if (breaker?.open) throw unavailable();
       try {
-        job = await enqueueParked(queue, { videoId: id, spec, visibility }, ENQUEUE_TIMEOUT_MS, priority);
+        job = await enqueueParked(queue, { videoId: id, spec, visibility, userId }, ENQUEUE_TIMEOUT_MS, priority);
       } catch (err) {
         if (err instanceof EnqueueTimeout) breaker?.trip();
         req.log.warn({ err, videoId: id }, 'enqueue failed; nothing was created');
@@ -270,6 +253,6 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
   });
 
   // Live events and cancel (api/video-events.ts, api/video-cancel.ts) answer with the same video object.
-  if (deps.control) await app.register(videoEventRoutes, { db, queue, present, redis: deps.control.redis, maxConnections: deps.control.eventsMaxConnections, heartbeatMs: deps.control.heartbeatMs });
-  if (deps.control) await app.register(videoCancelRoutes, { db, queue, present, redis: deps.control.redis });
+  if (deps.control) await app.register(videoEventRoutes, { db, queue, present, redis: deps.control.redis, maxConnections: deps.control.eventsMaxConnections, heartbeatMs: deps.control.heartbeatMs, streams: deps.metrics?.sseConnections });
+  if (deps.control) await app.register(videoCancelRoutes, { db, queue, present, redis: deps.control.redis, settled: deps.metrics?.videosSettled, webhooks: deps.webhooks });
 }

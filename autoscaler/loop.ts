@@ -38,6 +38,8 @@ import { autoscalerKeys, readManualFloor, type ScalingSnapshot } from './state.j
 export interface FleetWorker {
   id: string;
   state: 'starting' | 'idle' | 'busy' | 'draining';
+  /** The latest spot notice the worker received. */
+  spot?: 'termination' | 'rebalance';
   /** Epoch ms. */
   startedAt: number;
   drain?: unknown;
@@ -107,6 +109,8 @@ interface LoopState {
    * next round would launch them again.
    */
   launched: Record<string, number>;
+  /** Worker id → spot notice kinds already counted (vgen_autoscaler_spot_interruptions_total), while it is registered. */
+  interrupted?: Record<string, ('termination' | 'rebalance')[]>;
 }
 
 const RENDER_WINDOW_SECONDS = 600;
@@ -268,6 +272,20 @@ export class AutoscalerLoop {
       view(id, 'booting', at);
     }
 
+    // Spot notices: each worker counted once per kind, across rounds and leaders.
+    const interrupted: NonNullable<LoopState['interrupted']> = {};
+    for (const r of records) {
+      const kinds = [...(state.interrupted?.[r.id] ?? [])];
+      if (r.spot && !kinds.includes(r.spot)) {
+        kinds.push(r.spot);
+        metrics?.spotInterruptions.inc({ kind: r.spot });
+      }
+      if (kinds.length > 0) interrupted[r.id] = kinds;
+    }
+    if (provider?.hourlyCost) {
+      metrics?.fleetCost.set(provider.hourlyCost(instances.filter((i) => i.state === 'pending' || i.state === 'running')));
+    }
+
     // ── Decide ───────────────────────────────────────────────────────────────
     const decision = decide({
       now,
@@ -325,7 +343,7 @@ export class AutoscalerLoop {
     // ── Remember, publish, report ────────────────────────────────────────────
     const next: LoopState = {
       memory: decision.memory, at: now, idCounter: counter, rate, recent, lastArrivalAt, moments, finishedCursor: cursor,
-      seen, owned: [...owned], registered: [...registered], gone, launched: launchedEarlier,
+      seen, owned: [...owned], registered: [...registered], gone, launched: launchedEarlier, interrupted,
     };
     const count = (s: WorkerView['state']) => workers.filter((w) => w.state === s).length;
     const render = renderStats(moments, this.opts.renderPrior);

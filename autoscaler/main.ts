@@ -1,11 +1,13 @@
 // The autoscaler role: wire Redis, the queue, the worker registry, a provider
 // and the metrics to the loop, and run it. `vgen autoscaler` calls this alone;
 // `vgen up` calls it inside its own process with the local provider.
-import { createServer, type Server } from 'node:http';
-import type { Config } from '../engine/config.js';
+import { ConfigError, type Config } from '../engine/config.js';
 import { createLogger, type Logger } from '../engine/log.js';
 import { renderQueue } from '../engine/queue.js';
 import { checkEvictionPolicy, connectRedis, whenReady } from '../engine/redis.js';
+import { serveMetrics } from '../engine/metrics-server.js';
+import { startProcessBeacon } from '../engine/process-registry.js';
+import { registerQueueMetrics } from '../engine/queue-metrics.js';
 import { createRegistry } from '../engine/registry.js';
 import { AutoscalerLoop } from './loop.js';
 import { createAutoscalerMetrics, type AutoscalerMetrics } from './metrics.js';
@@ -30,7 +32,7 @@ export interface RunningAutoscaler {
   loop: AutoscalerLoop;
   provider: WorkerProvider | null;
   metrics: AutoscalerMetrics;
-  /** Where /metrics is served, when AUTOSCALER_METRICS_PORT is set. */
+  /** Where /metrics is served (AUTOSCALER_METRICS_PORT on HOST, advertised as METRICS_ADVERTISE_HOST). */
   metricsUrl?: string;
   /** Hand the lease over and stop; local workers drain and exit too (stopWorkers: false keeps them). */
   close(opts?: { stopWorkers?: boolean }): Promise<void>;
@@ -78,29 +80,34 @@ export async function startAutoscaler(config: Config, opts: AutoscalerRunOptions
     bootTimeoutSeconds: Math.max(120, 10 * a.bootSeconds),
     clock: opts.clock,
   });
+  // The queue's metrics are the leader's to export (engine/queue-metrics.ts); API replicas stand aside meanwhile.
+  registerQueueMetrics({ registry: metrics.registry, redis, queue, isExporter: () => loop.isLeader() });
   loop.start();
 
-  let server: Server | undefined;
-  let metricsUrl: string | undefined;
-  if (a.metricsPort) {
-    server = createServer(async (req, res) => {
-      if (req.url !== '/metrics') {
-        res.statusCode = 404;
-        return void res.end();
-      }
-      res.setHeader('content-type', metrics.registry.contentType);
-      res.end(await metrics.registry.metrics());
-    });
-    await new Promise<void>((resolve, reject) => server!.once('error', reject).listen(a.metricsPort, config.host, () => resolve()));
-    metricsUrl = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${a.metricsPort}/metrics`;
+  let server: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  try {
+    server = await serveMetrics(metrics.registry, { host: config.host, port: a.metricsPort, advertiseHost: config.metricsAdvertiseHost });
+  } catch (err) {
+    await loop.stop({ release: true });
+    const code = (err as NodeJS.ErrnoException).code;
+    await registry.close();
+    await queue.close().catch(() => {});
+    redis.disconnect();
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL')
+      throw new ConfigError('AUTOSCALER_METRICS_PORT', `cannot listen on ${config.host}:${a.metricsPort} (${code}); choose another port, or 0 for a free one`);
+    throw err;
   }
+  const metricsUrl = server.url;
+  // Listed by GET /v1/ops/prometheus-targets.
+  const beacon = startProcessBeacon(redis, { queueName: config.queueName, role: 'autoscaler', metricsUrl, log });
   log.info({ provider: provider?.name ?? 'none', min: a.minWorkers, max: a.maxWorkers, intervalSeconds: a.intervalSeconds, leaseSeconds: a.leaseSeconds, queue: config.queueName, metricsUrl }, 'autoscaler started');
 
   return {
     loop, provider, metrics, metricsUrl,
     async close(o = {}) {
+      await beacon.stop();
       await loop.stop({ release: true });
-      server?.close();
+      await server?.close();
       if (o.stopWorkers !== false && provider instanceof LocalProvider) await provider.stopAll();
       await registry.close();
       await queue.close().catch(() => {});

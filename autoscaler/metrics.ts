@@ -33,11 +33,20 @@ export function createAutoscalerMetrics(provider: string, opts: { defaultMetrics
       registers: [registry],
     }),
     errors: new Counter({ name: 'vgen_autoscaler_tick_errors_total', help: 'Observe-decide-act rounds that failed (Redis or provider errors).', registers: [registry] }),
+    fleetCost: gauge('vgen_fleet_cost_per_hour_dollars', "Estimated cost of the provider's running and booting workers, in dollars an hour, from the provider's prices (0 for local workers)."),
+    spotInterruptions: new Counter({
+      name: 'vgen_autoscaler_spot_interruptions_total',
+      help: 'Spot notices seen among registered workers, by kind (termination, rebalance); each worker counted once per kind.',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
   };
   // Every reason and why appears from the start, at 0, so rate() and alerts see them.
   for (const reason of SCALING_REASONS) m.decisions.inc({ reason }, 0);
   for (const why of ['drained', 'lost', 'boot_timeout'] as const) m.terminated.inc({ why }, 0);
+  for (const kind of ['termination', 'rebalance'] as const) m.spotInterruptions.inc({ kind }, 0);
   m.leader.set(0);
+  m.fleetCost.set(0);
   return m;
 }
 

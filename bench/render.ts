@@ -1,14 +1,16 @@
 // render: examples/hello.json through vgen's render pipeline (asset fetch +
 // compositing + encode + poster + probe) against raw ffmpeg encoding the same
-// number of frames of a synthetic source with the same settings: the encode
-// floor. The ratio says what the compositing costs on top. Then the memory
-// figure: ffmpeg's peak RSS for the largest spec with distinct 8 MP photos.
+// number of frames of a synthetic source with the same settings. Then the
+// issue's cases (slideshow-static, slideshow-kenburns, vertical-promo), each
+// against its encode floor: x264 encoding that render's own frames, decoded to
+// a raw file beforehand, with the same size, fps, preset and CRF. Then the
+// memory figure: ffmpeg's peak RSS for the largest spec with distinct 8 MP photos.
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { LIMITS, parseSpec, totalSeconds, TRANSITIONS } from '../engine/spec.js';
+import { LIMITS, outputSize, parseSpec, totalSeconds, TRANSITIONS, type RenderSpec } from '../engine/spec.js';
 import { fetchAssets } from '../worker/assets.js';
 import { findFont, renderVideo } from '../worker/ffmpeg.js';
 import type { Figure } from './run.js';
@@ -25,7 +27,8 @@ type BenchArgs = Record<string, string | boolean | undefined>;
 
 export async function* renderBench(args: BenchArgs = {}): AsyncGenerator<Figure> {
   const spec = parseSpec(JSON.parse(await readFile(join(ROOT, 'examples/hello.json'), 'utf8')));
-  const { width, height, fps } = spec.output;
+  const { width, height } = outputSize(spec.output);
+  const { fps } = spec.output;
   const seconds = totalSeconds(spec);
   const frames = Math.round(seconds * fps);
   const fontFile = findFont();
@@ -63,7 +66,91 @@ export async function* renderBench(args: BenchArgs = {}): AsyncGenerator<Figure>
   const value = frames / Math.min(...vgenRuns);
   const baseline = frames / Math.min(...rawRuns);
   yield { bench: 'render', metric: `hello.json ${width}x${height}, ${frames} frames`, value, unit: 'frames/s', baseline, ratio: value / baseline };
-  yield* memoryBench(args);
+  yield* casesBench(fontFile);
+  if (!args['skip-memory']) yield* memoryBench(args);
+}
+
+/**
+ * The issue's cases. Five 1600×900 photos of camera-like detail (made here),
+ * a caption each, 0.5 s fades, music; 15 s at 720p30: still, then with
+ * alternating Ken Burns zoom in and out. vertical-promo: 1080×1920 with text
+ * layers and a logo overlay (video clips are not in the spec yet).
+ */
+export function benchCases(): { name: string; spec: RenderSpec }[] {
+  const captions = ['Morning light over the bay', 'The market opens at eight', '你好，世界！用照片做短视频', 'Lunch by the river', 'Home again'];
+  const slideshow = (kenBurns: boolean): RenderSpec => ({
+    version: 1,
+    output: { preset: '720p', fps: 30 },
+    scenes: captions.map((text, i) => ({
+      duration: 3.4,
+      background: { image: `assets/p${i + 1}.jpg`, ...(kenBurns && { kenBurns: { zoom: i % 2 ? ('out' as const) : ('in' as const) } }) },
+      caption: { text },
+      ...(i > 0 && { transition: { type: 'fade' as const, duration: 0.5 } }),
+    })),
+    audio: { src: 'assets/music.mp3' },
+  });
+  const promo: RenderSpec = {
+    version: 1,
+    output: { preset: 'vertical', fps: 30 },
+    scenes: [0, 1, 2].map((i) => ({
+      duration: 3,
+      background: { image: `assets/p${i + 1}.jpg`, fit: 'contain-blur' as const },
+      texts: [
+        { text: ['New season', 'Fresh picks', 'Order today'][i]!, font: 'sans-bold' as const, size: 110, position: 'top' as const, stroke: { color: 'black', width: 4 } },
+        { text: '限时优惠 · limited offer', position: 'bottom' as const, box: { color: '#1e3a8a', opacity: 0.8 } },
+      ],
+      ...(i > 0 && { transition: { type: 'slideup' as const, duration: 0.4 } }),
+    })),
+    overlays: [{ image: 'assets/logo.png', position: 'top-right', width: 0.2, opacity: 0.85 }],
+    audio: { src: 'assets/music.mp3', fadeIn: 0.5 },
+  };
+  return [
+    { name: 'slideshow-static', spec: slideshow(false) },
+    { name: 'slideshow-kenburns', spec: slideshow(true) },
+    { name: 'vertical-promo', spec: promo },
+  ];
+}
+
+async function* casesBench(fontFile: string): AsyncGenerator<Figure> {
+  const dir = await mkdtemp(join(tmpdir(), 'vgen-bench-cases-'));
+  try {
+    const photos = join(dir, 'assets');
+    await mkdir(photos);
+    for (let i = 1; i <= 5; i++)
+      await run('ffmpeg', ['-f', 'lavfi', '-i', `testsrc2=s=1600x900:r=1,hue=h=${i * 60},noise=alls=10:allf=u`, '-frames:v', '1', '-q:v', '3', join(photos, `p${i}.jpg`)]);
+    await run('ffmpeg', ['-f', 'lavfi', '-i', 'color=c=white@0.0:s=400x160,format=rgba,drawbox=x=10:y=10:w=380:h=140:color=orange@0.9:t=fill', '-frames:v', '1', join(photos, 'logo.png')]);
+    await copyFile(join(ROOT, 'assets/music.mp3'), join(photos, 'music.mp3'));
+
+    for (const { name, spec: raw } of benchCases()) {
+      const spec = parseSpec(raw);
+      const { width, height } = outputSize(spec.output);
+      const seconds = totalSeconds(spec);
+      const renders: number[] = [];
+      const floors: number[] = [];
+      for (let k = 0; k < 3; k++) {
+        const work = await mkdtemp(join(dir, 'job-'));
+        const assets = await fetchAssets(spec, work, { assetsDir: photos });
+        const t0 = performance.now();
+        const out = await renderVideo({ spec, assets, workDir: work, fontFile, preset: 'veryfast' });
+        renders.push((performance.now() - t0) / 1000);
+        // The floor: the same frames, decoded beforehand, encoded alone with the same settings.
+        const frames = join(work, 'frames.y4m');
+        await run('ffmpeg', ['-i', out.videoPath, '-f', 'yuv4mpegpipe', frames]);
+        floors.push(await timed(() => run('ffmpeg', [
+          '-i', frames, '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '23', '-profile:v', 'high', '-pix_fmt', 'yuv420p',
+          '-movflags', '+faststart', '-f', 'mp4', join(work, 'floor.mp4'),
+        ])));
+        await rm(work, { recursive: true, force: true });
+      }
+      const render = Math.min(...renders);
+      const floor = Math.min(...floors);
+      const what = `${name} ${width}x${height}@${spec.output.fps}, ${seconds} s`;
+      yield { bench: 'render', metric: `${what} vs_encode_floor`, value: render, unit: 's', baseline: floor, ratio: render / floor };
+      yield { bench: 'render', metric: `${what} realtime_factor`, value: seconds / render, unit: 'x' };
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -100,7 +187,8 @@ async function* memoryBench(args: BenchArgs): AsyncGenerator<Figure> {
       })),
       audio: { src: 'assets/music.mp3' },
     });
-    const { width, height, fps } = spec.output;
+    const { width, height } = outputSize(spec.output);
+    const { fps } = spec.output;
     const total = totalSeconds(spec);
 
     const work = join(dir, 'render');

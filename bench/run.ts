@@ -25,7 +25,7 @@ const BENCHES: Record<string, (args: Record<string, string | boolean | undefined
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { json: { type: 'boolean' }, jobs: { type: 'string' }, concurrency: { type: 'string' }, videos: { type: 'string' }, 'memory-seconds': { type: 'string' }, workers: { type: 'string' }, 'per-process': { type: 'string' }, burst: { type: 'string' }, 'sleep-ms': { type: 'string' }, window: { type: 'string' }, 'skip-baseline': { type: 'boolean' } },
+  options: { json: { type: 'boolean' }, jobs: { type: 'string' }, concurrency: { type: 'string' }, videos: { type: 'string' }, 'memory-seconds': { type: 'string' }, workers: { type: 'string' }, 'per-process': { type: 'string' }, burst: { type: 'string' }, 'sleep-ms': { type: 'string' }, window: { type: 'string' }, 'skip-baseline': { type: 'boolean' }, 'skip-memory': { type: 'boolean' } },
 });
 const names = positionals.length ? positionals : Object.keys(BENCHES);
 let belowFloor = false;

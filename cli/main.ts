@@ -2,11 +2,13 @@
 // submit, status; operator commands: workers, queue (cli/commands/).
 // This file only parses arguments; each command is a function in cli/ or a
 // role's start function, callable from code and tests the same way.
+import { mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startApi } from '../api/server.js';
 import { startAutoscaler } from '../autoscaler/main.js';
 import { ConfigError, configOrExit } from '../engine/config.js';
+import { openDb } from '../engine/db.js';
 import { VgenError } from '../engine/errors.js';
 import { drainOnSignals, startWorker } from '../worker/main.js';
 import { ApiError } from './client.js';
@@ -14,7 +16,7 @@ import { cancel, describe, status, submit, type ClientFlags } from './commands.j
 import { clientFlags, clientOptions, dataDir } from './options.js';
 import { queueCommand } from './commands/queue.js';
 import { workersCommand } from './commands/workers.js';
-import { up } from './up.js';
+import { up, writeOperatorToken } from './up.js';
 
 const USAGE = `vgen — video generation engine
 
@@ -26,6 +28,9 @@ Roles (long-running):
   vgen autoscaler     the autoscaler alone (AUTOSCALER_PROVIDER=local|ec2|none)
   vgen api            the API alone (configure with environment variables)
   vgen worker         one render worker alone
+  vgen operator-token [--data-dir D]
+                      writes an operator API key to <data-dir>/token (DATABASE_URL's
+                      database; keeps a still-valid one): for Prometheus and scripts
 
 Client commands (talk to the API):
   vgen submit <spec.json> [--wait] [--json] [--private] [--idempotency-key K]
@@ -112,6 +117,22 @@ async function main(argv: string[]): Promise<number> {
       const w = await startWorker(config);
       drainOnSignals(w, config.worker.drainDeadlineSeconds);
       await w.drained;
+      return 0;
+    }
+    case 'operator-token': {
+      // The split layout's way to an operator key (`vgen up` writes one itself): docker-compose's
+      // Prometheus reads it for GET /v1/ops/prometheus-targets. Same rules as `vgen up`'s token file.
+      const { values } = parseArgs({ args: rest, options: { 'data-dir': { type: 'string' } } });
+      const config = configOrExit();
+      const dir = dataDir(values['data-dir']);
+      mkdirSync(dir, { recursive: true });
+      const db = await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+      try {
+        await writeOperatorToken(db, dir);
+      } finally {
+        await db.close();
+      }
+      process.stdout.write(`operator token written to ${join(dir, 'token')}\n`);
       return 0;
     }
     case 'submit':

@@ -83,6 +83,10 @@ export async function up(opts: UpOptions): Promise<RunningSystem> {
   mkdirSync(opts.dataDir, { recursive: true });
   const env: NodeJS.ProcessEnv = {
     ...process.env,
+    // Several workers on one machine: each takes a free port for /metrics, and
+    // the autoscaler too unless told one; GET /v1/ops/prometheus-targets lists them all.
+    WORKER_METRICS_PORT: '0',
+    AUTOSCALER_METRICS_PORT: process.env.AUTOSCALER_METRICS_PORT ?? '0',
     DATA_DIR: opts.dataDir,
     JWT_SECRET: process.env.JWT_SECRET || localSecret(opts.dataDir),
     ...(opts.port !== undefined ? { PORT: String(opts.port) } : {}),

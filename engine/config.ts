@@ -2,6 +2,7 @@
 // A wrong or missing value stops the process with one line naming the variable.
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { parseOutboundAllow, type OutboundPolicy } from './outbound-policy.js';
 
 export class ConfigError extends Error {
   constructor(readonly variable: string, reason: string) {
@@ -84,10 +85,14 @@ export function loadConfig(env: Env = process.env) {
     dataDir,
     host: read(env, 'HOST') ?? '127.0.0.1',
     port,
+    /** The host Prometheus reaches this process's /metrics at, as listed by GET /v1/ops/prometheus-targets. */
+    metricsAdvertiseHost: advertiseHost(env),
     publicUrl: trimSlash(url(env, 'PUBLIC_URL', ['http:', 'https:'], `http://127.0.0.1:${port}`)!),
     publicUrlSet: read(env, 'PUBLIC_URL') !== undefined,
     jwtSecret,
     renderAttempts: int(env, 'RENDER_ATTEMPTS', 3, 1, 10),
+    /** Render cache (engine/render-cache.ts): workers look renders up, the settler records them. `off` on either side stops that side. */
+    renderCache: oneOf(env, 'RENDER_CACHE', ['on', 'off'] as const, 'on') === 'on',
     accessTokenTtlSeconds: int(env, 'ACCESS_TOKEN_TTL_SECONDS', 900, 60, 86_400),
     refreshTokenTtlSeconds: int(env, 'REFRESH_TOKEN_TTL_SECONDS', 30 * 86_400, 3600, 365 * 86_400),
     /** Attempts on POST /v1/auth/register and /login per window, counted per client address and per email, shared through Redis. */
@@ -112,6 +117,12 @@ export function loadConfig(env: Env = process.env) {
     },
     /** GET /v1/videos/:id/events streams one API process holds open at once; past it, 503 with Retry-After. */
     eventsMaxConnections: int(env, 'EVENTS_MAX_CONNECTIONS', 1000, 1, 1_000_000),
+    /** Direct uploads (api/uploads.ts). maxBytes is also what a worker reads of an upload; the default matches its 50 MB asset limit. */
+    uploads: {
+      maxBytes: int(env, 'UPLOAD_MAX_BYTES', 50_000_000, 1024, 5_000_000_000),
+      urlTtlSeconds: int(env, 'UPLOAD_URL_TTL_SECONDS', 900, 60, 604_800),
+      perMinute: int(env, 'USER_UPLOADS_PER_MINUTE', 60, 1, 1_000_000),
+    },
     storage: {
       driver: storageDriver,
       mediaDir: resolve(read(env, 'MEDIA_DIR') ?? resolve(dataDir, 'media')),
@@ -145,12 +156,19 @@ export function loadConfig(env: Env = process.env) {
       x264Preset: oneOf(env, 'X264_PRESET', ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'] as const, 'veryfast'),
       assetsDir: resolve(read(env, 'ASSETS_DIR') ?? resolve(import.meta.dirname, '..', 'assets')),
       tmpDir: read(env, 'WORK_DIR'),
-      metricsPort: int(env, 'WORKER_METRICS_PORT', 0, 0, 65535),
+      /** The worker's /metrics, on HOST; 0 = a free port picked at start (`vgen up` runs several workers on one machine). */
+      metricsPort: int(env, 'WORKER_METRICS_PORT', 9464, 0, 65535),
       /** Images over either limit are refused before rendering (decompression bombs). */
       maxAssetPixels: int(env, 'MAX_ASSET_PIXELS', ASSET_LIMIT_DEFAULTS.maxPixels, 4096, 1_000_000_000),
       maxAssetSide: int(env, 'MAX_ASSET_SIDE', ASSET_LIMIT_DEFAULTS.maxSide, 64, 65_535),
     },
     autoscaler: autoscalerConfig(env),
+    /** OUTBOUND_ALLOW: private hosts and ranges asset downloads and webhooks may reach (development and tests only; logged at start). */
+    outboundAllow: outboundAllow(env),
+    /** Webhook delivery (api/webhooks.ts): the first retry's delay, doubled for each next one (12 attempts span about 24 h at the default). */
+    webhooks: {
+      backoffMs: int(env, 'WEBHOOK_BACKOFF_MS', 45_000, 1, 3_600_000),
+    },
     /** Address range of the load balancer whose X-Forwarded-* headers are trusted. */
     trustProxy,
     logLevel,
@@ -179,8 +197,8 @@ function autoscalerConfig(env: Env) {
     bootSeconds: int(env, 'AUTOSCALER_BOOT_SECONDS', provider === 'ec2' ? 90 : 5, 0, 3600),
     /** Render time assumed until completed jobs have been measured. */
     renderSeconds: int(env, 'AUTOSCALER_RENDER_SECONDS', 60, 1, 86_400),
-    /** Port of the standalone autoscaler's /metrics (0 = none). */
-    metricsPort: int(env, 'AUTOSCALER_METRICS_PORT', 0, 0, 65535),
+    /** Port of the autoscaler's /metrics, on HOST; 0 = a free port picked at start. */
+    metricsPort: int(env, 'AUTOSCALER_METRICS_PORT', 9465, 0, 65535),
   };
 }
 
@@ -191,6 +209,30 @@ function renderTimeLimitBounds(env: Env, renderTimeoutSeconds: number) {
   if (minSeconds > maxSeconds)
     throw new ConfigError('RENDER_TIME_LIMIT_MIN_SECONDS', `must be at most RENDER_TIME_LIMIT_MAX_SECONDS (${maxSeconds}), got ${minSeconds}`);
   return { minSeconds, maxSeconds };
+}
+
+function outboundAllow(env: Env): OutboundPolicy {
+  try {
+    return parseOutboundAllow(read(env, 'OUTBOUND_ALLOW'));
+  } catch (err) {
+    throw new ConfigError('OUTBOUND_ALLOW', (err as Error).message);
+  }
+}
+
+/**
+ * METRICS_ADVERTISE_HOST, or else HOST when it names one address, or else
+ * (HOST is every interface: 0.0.0.0, ::) this machine's hostname.
+ */
+function advertiseHost(env: Env): string {
+  const set = read(env, 'METRICS_ADVERTISE_HOST');
+  if (set !== undefined) {
+    if (!/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])$/.test(set))
+      throw new ConfigError('METRICS_ADVERTISE_HOST', `must be a host name or address (IPv6 in brackets), got "${set}"`);
+    return set;
+  }
+  const host = read(env, 'HOST') ?? '127.0.0.1';
+  if (host === '0.0.0.0' || host === '::' || host === '[::]') return hostname();
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
 function oneOfPattern(env: Env, name: string, pattern: RegExp, fallback: string): string {

@@ -5,6 +5,7 @@ export const ERRORS = {
   invalid_json: 400,
   spec_invalid: 400, // a render spec broke a rule the schema cannot express
   asset_forbidden: 400, // an asset URL points somewhere a worker must not go
+  callback_forbidden: 400, // a callbackUrl points somewhere webhooks must not go (a private address, credentials)
   idempotency_key_reused: 400, // same Idempotency-Key, different request
   unauthorized: 401,
   forbidden: 403,

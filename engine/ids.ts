@@ -5,6 +5,6 @@ import { randomBytes } from 'node:crypto';
  * the creation time in fixed-width base 36 (so ids sort by age, which makes
  * cursor pagination a plain `id <` comparison) and 64 random bits.
  */
-export function newId(prefix: 'usr' | 'vid' | 'key'): string {
+export function newId(prefix: 'usr' | 'vid' | 'key' | 'whd' | 'upl'): string {
   return `${prefix}_${Date.now().toString(36).padStart(9, '0')}${randomBytes(8).toString('hex')}`;
 }

@@ -11,6 +11,10 @@ export interface RenderJobData {
   spec: RenderSpec;
   /** Ignored (accepted for jobs queued before it was): workers always write under `private/`, and the API moves the files to public keys at settle if the row is public then. */
   visibility?: 'public' | 'private';
+  /** The video's owner (set at submit): the render cache looks up this user's own private renders, and `upload://<id>` assets are read from `uploads/<userId>/<id>` (engine/uploads.ts). Absent on older jobs: they cannot use uploads. */
+  userId?: string;
+  /** Set by the settler when a cache hit proved stale: render for real, skip the lookup (engine/render-cache.ts). */
+  noCache?: boolean;
 }
 
 /**
@@ -32,6 +36,12 @@ export interface RenderResult {
   width: number;
   height: number;
   bytes: number;
+  /** The render cache key the worker computed (absent when RENDER_CACHE=off): the settler records a fresh render under it. */
+  cacheKey?: string;
+  /** A cache hit: the keys are another video's (`sourceVideoId`), found under `cacheScope`; nothing was rendered or uploaded. */
+  cached?: boolean;
+  sourceVideoId?: string;
+  cacheScope?: string;
 }
 
 export function renderJobOptions(attempts: number): JobsOptions {

@@ -32,6 +32,8 @@ export interface WorkerRecord {
   /** ms epoch */
   lastHeartbeat: number;
   metricsUrl?: string;
+  /** The latest spot notice this worker received (the autoscaler counts interruptions from it). */
+  spot?: 'termination' | 'rebalance';
   /** deadline: ms epoch */
   drain?: { requestedAt: number; deadline?: number };
 }
@@ -42,7 +44,7 @@ export const HEARTBEAT_MS = 5_000;
 export const HEARTBEAT_TTL_MS = 20_000;
 
 type Drain = NonNullable<WorkerRecord['drain']>;
-type Patch = Partial<Pick<WorkerRecord, 'state' | 'currentJob' | 'jobsDone'>>;
+type Patch = Partial<Pick<WorkerRecord, 'state' | 'currentJob' | 'jobsDone' | 'spot'>>;
 
 export interface Registry {
   register(rec: Omit<WorkerRecord, 'lastHeartbeat' | 'drain'>): Promise<void>;
@@ -98,7 +100,7 @@ redis.call('HSET', KEYS[2], 'drain', json)
 redis.call('PUBLISH', ARGV[5], json)
 return json`;
 
-const FIELDS = ['id', 'provider', 'instanceId', 'host', 'pid', 'version', 'state', 'currentJob', 'jobsDone', 'startedAt', 'metricsUrl', 'drain'] as const;
+const FIELDS = ['id', 'provider', 'instanceId', 'host', 'pid', 'version', 'state', 'currentJob', 'jobsDone', 'startedAt', 'metricsUrl', 'spot', 'drain'] as const;
 
 function parseDrain(raw: string | null | undefined): Drain | undefined {
   if (!raw) return undefined;
@@ -127,6 +129,7 @@ function toRecord(h: Record<string, string>, lastHeartbeat: number): WorkerRecor
   if (h.instanceId) rec.instanceId = h.instanceId;
   if (h.currentJob) rec.currentJob = h.currentJob;
   if (h.metricsUrl) rec.metricsUrl = h.metricsUrl;
+  if (h.spot === 'termination' || h.spot === 'rebalance') rec.spot = h.spot;
   const drain = parseDrain(h.drain);
   if (drain) rec.drain = drain;
   return rec;
@@ -138,6 +141,7 @@ function patchFields(patch: Patch): string[] {
   if (patch.state !== undefined) out.push('state', patch.state);
   if ('currentJob' in patch) out.push('currentJob', patch.currentJob ?? '');
   if (patch.jobsDone !== undefined) out.push('jobsDone', String(patch.jobsDone));
+  if (patch.spot !== undefined) out.push('spot', patch.spot);
   return out;
 }
 

@@ -14,7 +14,7 @@
 // upload latency; another 30 s when an asset is downloaded: one download may
 // use its whole 30 s allowance), clamped to [min, max] from the config.
 import { planTimeline, totalFrames } from './timeline.js';
-import type { RenderSpec } from './spec.js';
+import { imagesOf, outputSize, type RenderSpec } from './spec.js';
 
 export const BUDGET = {
   pixelRate: 50e6,
@@ -38,18 +38,16 @@ export interface RenderEstimate {
 }
 
 export function estimateRender(spec: RenderSpec): RenderEstimate {
-  const { width, height } = spec.output;
+  const { width, height } = outputSize(spec.output);
   const slots = planTimeline(spec);
   const frames = totalFrames(slots);
   const pixels = width * height;
 
   const assets = new Set<string>();
   const images = new Set<string>();
-  for (const scene of spec.scenes) {
-    if ('image' in scene.background) {
-      assets.add(scene.background.image);
-      images.add(scene.background.image);
-    }
+  for (const { ref } of imagesOf(spec)) {
+    assets.add(ref);
+    images.add(ref);
   }
   if (spec.audio) assets.add(spec.audio.src);
   const downloads = [...assets].filter((ref) => !ref.startsWith('assets/')).length;
@@ -59,6 +57,8 @@ export function estimateRender(spec: RenderSpec): RenderEstimate {
   spec.scenes.forEach((scene, i) => {
     const slot = slots[i]!;
     if (scene.caption) layerFrames += slot.frames / 2;
+    // A Ken Burns scene is drawn anew every frame, from an image twice the output size.
+    if ('kenBurns' in scene.background && scene.background.kenBurns) layerFrames += slot.frames * 3;
     layerFrames += slot.overlap;
   });
   const runs = images.size + 3;

@@ -1,9 +1,17 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { cacheControlFor, signedCacheControl, type Storage } from './storage.js';
+import { byteLimit } from './storage-fs.js';
+import { cacheControlFor, signedCacheControl, StoredObjectError, type Storage } from './storage.js';
+
+/** A missing key answers 404 (HEAD: NotFound, GET: NoSuchKey). */
+const isMissing = (err: unknown) =>
+  err instanceof S3ServiceException && (err.$metadata.httpStatusCode === 404 || err.name === 'NotFound' || err.name === 'NoSuchKey');
 
 /**
  * Any S3-compatible endpoint (AWS, MinIO, s3rver). Public objects (`videos/`)
@@ -61,6 +69,46 @@ export function s3Storage(opts: {
     },
     async remove(key) {
       await client.send(new DeleteObjectCommand({ Bucket: opts.bucket, Key: key }));
+    },
+    async head(key, signal) {
+      try {
+        const head = await client.send(new HeadObjectCommand({ Bucket: opts.bucket, Key: key }), { abortSignal: signal });
+        return { bytes: head.ContentLength ?? 0, contentType: head.ContentType };
+      } catch (err) {
+        if (isMissing(err)) return undefined;
+        throw err;
+      }
+    },
+    async download(key, dest, maxBytes, signal) {
+      let body: Readable;
+      try {
+        const res = await client.send(new GetObjectCommand({ Bucket: opts.bucket, Key: key }), { abortSignal: signal });
+        if ((res.ContentLength ?? 0) > maxBytes) {
+          (res.Body as Readable | undefined)?.destroy();
+          throw new StoredObjectError('too_large', `${key} is larger than ${maxBytes} bytes`);
+        }
+        body = res.Body as Readable;
+      } catch (err) {
+        if (isMissing(err)) throw new StoredObjectError('missing', `${key} does not exist`);
+        throw err;
+      }
+      // Counted while streaming too: the length header is the store's claim.
+      await pipeline(body, byteLimit(maxBytes, key), createWriteStream(dest), { signal });
+      return { bytes: (await stat(dest)).size };
+    },
+    async presignPost(key, { contentType, maxBytes, ttlSeconds }) {
+      // Signed locally. Each field becomes an exact-match condition (the key
+      // too); the content type is the exact declared one, not a `starts-with`
+      // on its family, which would also admit image/svg+xml and the like.
+      // Objects are private (no acl field): nothing serves uploads/ by URL.
+      const { url, fields } = await createPresignedPost(client, {
+        Bucket: opts.bucket,
+        Key: key,
+        Fields: { 'Content-Type': contentType },
+        Conditions: [['content-length-range', 1, maxBytes]],
+        Expires: ttlSeconds,
+      });
+      return { url, fields, expiresAt: new Date(Date.now() + ttlSeconds * 1000) };
     },
   };
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what vgen needs on this machine, doing nothing that is
-# already done: npm packages, ffmpeg, a CJK font and Redis (plus PostgreSQL
-# with --test). As root it uses apt-get; otherwise it prints the command to run.
+# already done: npm packages, ffmpeg, a CJK font and Redis (plus PostgreSQL,
+# Prometheus and docker-compose with --test). As root it uses apt-get; otherwise it prints the command to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,12 @@ redis_up() { (exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\r\n' >&3 && head -
 if $local_redis && ! redis_up && ! command -v redis-server >/dev/null; then missing+=(redis-server); fi
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 if $want_test && ! pg_up && ! ls /etc/postgresql/*/main >/dev/null 2>&1; then missing+=(postgresql); fi
+# The tests run promtool and a real Prometheus (test/dashboards.test.ts, test/prometheus.test.ts)
+# and check docker-compose.yml with docker-compose (test/deploy.test.ts).
+if $want_test; then
+  command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { RenderError, type RenderErrorCode } from '../engine/errors.js';
 import type { RenderSpec } from '../engine/spec.js';
+import { parseOutboundAllow } from '../engine/outbound-policy.js';
 import { fetchAssets, sniff, type FetchAssetsOptions } from '../worker/assets.js';
 
 const assetsDir = fileURLToPath(new URL('../assets/', import.meta.url));
@@ -78,7 +79,7 @@ const resolve = async (host: string) => dns[host] ?? [];
 
 /** Options for downloads from the local test server: loopback is allowed, nothing else is relaxed. */
 const local = (extra: Partial<FetchAssetsOptions> = {}): FetchAssetsOptions => ({
-  assetsDir, resolve, ca, allowAddress: (ip) => ip === '127.0.0.1', ...extra,
+  assetsDir, resolve, ca, policy: parseOutboundAllow('127.0.0.1'), ...extra,
 });
 
 function specWith(image?: string, audio?: string): RenderSpec {
@@ -154,7 +155,7 @@ describe('https assets: address policy', () => {
       await rejectsWith(fetchInto(specWith(url), { assetsDir }), 'asset_forbidden', false);
   });
 
-  test('without allowAddress the local server is never contacted', async () => {
+  test('without OUTBOUND_ALLOW the local server is never contacted', async () => {
     const before = seen.length;
     await rejectsWith(fetchInto(specWith(`https://assets.test:${port}/photo.jpg`), { assetsDir, resolve, ca }), 'asset_forbidden', false);
     assert.equal(seen.length, before, 'no request reached the server');

@@ -287,6 +287,7 @@ describe('configuration', () => {
       subnets: ['subnet-0a1', 'subnet-0b2'],
       onDemandFallback: true,
       tags: { team: 'video', env: 'prod' },
+      prices: { spot: {}, onDemand: {} },
     });
   });
 

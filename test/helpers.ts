@@ -100,6 +100,9 @@ export async function testEnv(extra: Record<string, string> = {}): Promise<Recor
     // Suites submit many videos as one user with no worker running; test/fairness.test.ts sets its own limits.
     USER_MAX_ACTIVE_VIDEOS: '100000',
     USER_SUBMITS_PER_MINUTE: '100000',
+    // Suites run many workers and autoscalers on one machine: each /metrics on a free port.
+    WORKER_METRICS_PORT: '0',
+    AUTOSCALER_METRICS_PORT: '0',
     ...extra,
   };
 }

@@ -139,15 +139,16 @@ describe('one decoder per distinct image', () => {
       audio: { src: 'assets/music.mp3' },
     });
     const { workDir, assets } = await fetchInto(s);
-    const plan = planRender({ spec: s, assets, workDir, fontFile });
+    // inlinePixels 0: every image through a fit pass (what large images get; planner tests cover the inline path).
+    const plan = planRender({ spec: s, assets, workDir, fontFile, inlinePixels: 0 });
     // Each image is decoded once, in its own run, with -max_pixels...
     assert.deepEqual(plan.fits.map((f) => f.input.ref), ['assets/photo.jpg', 'assets/photo2.jpg']);
     assert.ok(plan.fits.every((f) => f.input.options.includes('-max_pixels')), 'image decoders get -max_pixels');
     // ...and its fitted frame is one input of the main run, split to the scenes.
     assert.deepEqual(plan.inputs.map((i) => i.ref), ['assets/photo.jpg', 'assets/photo2.jpg', 'assets/music.mp3']);
-    assert.match(plan.filter, /\[0:v\][^;]*split=3\[img0\]\[img2\]\[img3\]/);
+    assert.match(plan.filter, /\[0:v\][^;]*split=3(\[img\d+\]){3}/);
 
-    const result = await renderVideo({ spec: s, assets, workDir, fontFile });
+    const result = await renderVideo({ spec: s, assets, workDir, fontFile, inlinePixels: 0 });
     const info = await probe(result.videoPath);
     assert.equal(info.video?.frames, plan.frames);
     assert.equal(plan.frames, Math.round(totalSeconds(s) * 10));

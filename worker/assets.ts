@@ -2,26 +2,33 @@
 // itself (its protocol handlers and playlist demuxers are a known way to read
 // local files or reach internal services). Each file is sniffed after download,
 // probed (worker/probe.ts: readable, and not a decompression bomb) and handed
-// to ffmpeg with a forced demuxer.
-import { lookup } from 'node:dns/promises';
+// to ffmpeg with a forced demuxer. Connections go through engine/outbound.ts
+// (vetted addresses only); this file adds redirects, byte limits and the deadline.
 import { setMaxListeners } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { copyFile, mkdir, open, realpath, rename, stat } from 'node:fs/promises';
-import { request } from 'node:https';
-import type { IncomingMessage } from 'node:http';
-import { isIP } from 'node:net';
 import { join, resolve as resolvePath, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { isPublicAddress } from '../engine/address.js';
 import { ASSET_LIMIT_DEFAULTS } from '../engine/config.js';
 import { RenderError } from '../engine/errors.js';
-import { assetsOf, type RenderSpec } from '../engine/spec.js';
+import { outboundRequest, OutboundRefused, shownUrl as shown, type OutboundOptions } from '../engine/outbound.js';
+import { assetsOf, imagesOf, type RenderSpec } from '../engine/spec.js';
 import { checkAsset, type AssetLimits } from './probe.js';
+import { fetchUpload, type UploadSource } from './uploaded.js';
 
-export type LocalAsset = { path: string; kind: 'image' | 'audio'; format: string };
+/**
+ * A fetched, probed asset. `width`/`height` (images) and `seconds` (audio)
+ * are what the probe read; the render planner uses them (worker/planner/).
+ */
+export type LocalAsset = { path: string; kind: 'image' | 'audio'; format: string; width?: number; height?: number; seconds?: number };
 
-export type FetchAssetsOptions = {
+/**
+ * `policy` (OUTBOUND_ALLOW, config.outboundAllow) is the only way to admit a
+ * private address; `resolve` and `ca` let tests point names at a local server
+ * with a self-signed certificate.
+ */
+export type FetchAssetsOptions = OutboundOptions & {
   /** The folder `assets/<name>` refers to. */
   assetsDir: string;
   signal?: AbortSignal;
@@ -31,14 +38,10 @@ export type FetchAssetsOptions = {
   maxBytes?: number;
   /** Per asset, redirects included; default 30 s. */
   timeoutMs?: number;
-  /** DNS lookup; injectable so tests can point names at a local server. */
-  resolve?: (host: string) => Promise<string[]>;
-  /** Tests only: lets an address through that the public-address policy refuses (a local server). */
-  allowAddress?: (ip: string) => boolean;
-  /** Extra trusted CA certificates (PEM), for a test server's self-signed certificate. */
-  ca?: string | Buffer;
   /** Largest image accepted; default ASSET_LIMIT_DEFAULTS (MAX_ASSET_PIXELS, MAX_ASSET_SIDE). */
   limits?: AssetLimits;
+  /** Where `upload://<id>` assets are read from (worker/uploaded.ts); without it they are refused. */
+  uploads?: UploadSource;
 };
 
 const MAX_REDIRECTS = 3;
@@ -67,10 +70,10 @@ export async function fetchAssets(spec: RenderSpec, workDir: string, opts: Fetch
         // Its first bytes said what it is; ffprobe checks the rest and the picture size.
         // One probe at a time: each may hold a decoded picture of up to MAX_ASSET_PIXELS.
         const probed = probing.then(() => checkAsset(ref, asset, opts.limits ?? ASSET_LIMIT_DEFAULTS, signal));
-        probing = probed.catch(() => {});
-        await probed;
+        probing = probed.then(() => {}, () => {});
+        const facts = await probed;
         opts.onProgress?.(++ready / refs.length);
-        return [ref, asset] as const;
+        return [ref, { ...asset, ...facts }] as const;
       } catch (err) {
         firstError ??= err;
         cancel.abort(err);
@@ -84,7 +87,7 @@ export async function fetchAssets(spec: RenderSpec, workDir: string, opts: Fetch
 
 function kindsWanted(spec: RenderSpec): Map<string, LocalAsset['kind']> {
   const kinds = new Map<string, LocalAsset['kind']>();
-  for (const scene of spec.scenes) if ('image' in scene.background) kinds.set(scene.background.image, 'image');
+  for (const { ref } of imagesOf(spec)) kinds.set(ref, 'image');
   if (spec.audio) {
     if (kinds.has(spec.audio.src)) throw new RenderError('asset_invalid', `${spec.audio.src} is used both as an image and as audio`, false);
     kinds.set(spec.audio.src, 'audio');
@@ -100,8 +103,9 @@ type Opts = FetchAssetsOptions & { signal: AbortSignal };
 async function fetchOne(ref: string, base: string, opts: Opts): Promise<LocalAsset> {
   const part = `${base}.part`;
   if (ref.startsWith('assets/')) await copyBundled(ref.slice('assets/'.length), part, opts);
+  else if (ref.startsWith('upload://')) await fetchUpload(ref, part, opts.uploads, opts.signal);
   else if (URL.canParse(ref) && ref.startsWith('https://')) await downloadWithin(new URL(ref), part, opts);
-  else throw new RenderError('asset_forbidden', `${ref} is neither an https:// URL nor assets/<name>`, false);
+  else throw new RenderError('asset_forbidden', `${ref} is neither an https:// URL, assets/<name> nor upload://<id>`, false);
 
   const sniffed = sniff(await readHead(part));
   if (!sniffed) throw new RenderError('asset_invalid', `${ref} is not a supported image (JPEG, PNG, WebP) or audio (MP3, WAV, OGG, FLAC, M4A) file`, false);
@@ -139,6 +143,8 @@ async function downloadWithin(url: URL, dest: string, opts: Opts): Promise<void>
   } catch (err) {
     if (err instanceof RenderError) throw err;
     if (opts.signal.aborted) throw opts.signal.reason;
+    if (err instanceof OutboundRefused)
+      throw err.reason === 'forbidden' ? new RenderError('asset_forbidden', err.message, false) : new RenderError('asset_unavailable', err.message, err.retryable);
     if (deadline.aborted) throw new RenderError('asset_unavailable', `${shown(url)}: download timed out`, true);
     const code = (err as NodeJS.ErrnoException).code ?? '';
     // A certificate problem will not fix itself by retrying; a reset connection may.
@@ -147,14 +153,10 @@ async function downloadWithin(url: URL, dest: string, opts: Opts): Promise<void>
   }
 }
 
-/** A URL for messages: no credentials or query string (signed URLs carry tokens there). */
-const shown = (url: URL) => `${url.origin}${url.pathname}`;
-
 async function download(url: URL, dest: string, opts: Opts, redirectsLeft: number): Promise<void> {
   if (url.protocol !== 'https:') throw new RenderError('asset_forbidden', `${shown(url)}: only https:// assets are allowed`, false);
   if (url.username || url.password) throw new RenderError('asset_forbidden', `${shown(url)}: URLs must not carry credentials`, false);
-  const address = await vettedAddress(url.hostname.replace(/^\[|\]$/g, ''), opts);
-  const res = await get(url, address, opts);
+  const res = await outboundRequest(url, { method: 'GET', headers: { 'user-agent': 'vgen-worker/1', accept: '*/*' }, signal: opts.signal }, opts);
   const status = res.statusCode ?? 0;
 
   if (status >= 300 && status < 400 && res.headers.location) {
@@ -184,60 +186,6 @@ async function download(url: URL, dest: string, opts: Opts, redirectsLeft: numbe
     },
   });
   await pipeline(res, limit, createWriteStream(dest), { signal: opts.signal });
-}
-
-/**
- * Resolve the host once and refuse it if ANY address is not public: a name
- * with one public and one private record could otherwise be steered inward.
- */
-async function vettedAddress(host: string, opts: Opts): Promise<string> {
-  let addresses: string[];
-  if (isIP(host)) addresses = [host];
-  else {
-    try {
-      addresses = await (opts.resolve ?? defaultResolve)(host);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new RenderError('asset_unavailable', `${host}: DNS lookup failed (${code ?? (err as Error).message})`, code !== 'ENOTFOUND');
-    }
-  }
-  if (addresses.length === 0) throw new RenderError('asset_unavailable', `${host}: DNS lookup returned no address`, true);
-  const allowed = (ip: string) => isPublicAddress(ip) || (opts.allowAddress?.(ip) ?? false);
-  // The message leaves out the addresses: they would tell users about internal DNS.
-  if (!addresses.every(allowed)) throw new RenderError('asset_forbidden', `${host} resolves to a private or internal address`, false);
-  return addresses[0]!;
-}
-
-async function defaultResolve(host: string): Promise<string[]> {
-  return (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
-}
-
-/**
- * GET from the vetted address itself, so a second DNS answer (rebinding) can
- * never change where we connect. TLS still checks the certificate against the
- * hostname, and the Host header names it, so virtual hosting works.
- */
-function get(url: URL, address: string, opts: Opts): Promise<IncomingMessage> {
-  const hostname = url.hostname.replace(/^\[|\]$/g, '');
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: address,
-        port: url.port || 443,
-        path: `${url.pathname}${url.search}`,
-        method: 'GET',
-        // SNI must not carry an IP literal (RFC 6066); TLS then checks the cert against the IP.
-        servername: isIP(hostname) ? '' : hostname,
-        headers: { host: url.host, 'user-agent': 'vgen-worker/1', accept: '*/*' },
-        ...(opts.ca ? { ca: opts.ca } : {}),
-        agent: false, // no pooled socket from another host or a former address
-        signal: opts.signal,
-      },
-      resolve,
-    );
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 async function readHead(path: string): Promise<Buffer> {

@@ -3,11 +3,12 @@
 // drain (registry wish, SIGTERM, spot notice) takes no new job and finishes
 // the current one, or hands it back to the queue if its deadline comes first.
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { hostname, tmpdir } from 'node:os';
 import type { Config } from '../engine/config.js';
 import { createLogger, type Logger } from '../engine/log.js';
-import { createMetrics } from '../engine/metrics.js';
+import { createWorkerMetrics } from '../engine/metrics.js';
+import { serveMetrics, type MetricsServer } from '../engine/metrics-server.js';
+import { warnIfOutboundAllowed } from '../engine/outbound-policy.js';
 import { checkEvictionPolicy, connectRedis } from '../engine/redis.js';
 import { createStorage } from '../engine/storage.js';
 import { checkFfmpeg, findFont } from './ffmpeg.js';
@@ -17,6 +18,7 @@ import { sweepWorkDirs } from './work-dir.js';
 
 export async function startWorker(config: Config, opts: { log?: Logger } = {}) {
   const log = opts.log ?? createLogger(config.logLevel, { role: 'worker', workerId: config.worker.id });
+  warnIfOutboundAllowed(config.outboundAllow, log);
   const { version } = await checkFfmpeg();
   const fontFile = await findFont();
   // Work folders of workers that died without cleaning up (their ffmpeg died with them).
@@ -25,7 +27,25 @@ export async function startWorker(config: Config, opts: { log?: Logger } = {}) {
   if (swept.length > 0) log.info({ workRoot, folders: swept }, 'removed work folders of dead workers');
   const connection = connectRedis(config.redisUrl, 'worker');
   void checkEvictionPolicy(connection, log);
-  const metrics = createMetrics('worker');
+  const metrics = createWorkerMetrics();
+  // /metrics first, so the registry record carries the port really bound (0 = a free one).
+  let metricsServer: MetricsServer | undefined;
+  try {
+    metricsServer = await serveMetrics(metrics.registry, { host: config.host, port: config.worker.metricsPort, advertiseHost: config.metricsAdvertiseHost });
+  } catch (err) {
+    log.error({ err, host: config.host, port: config.worker.metricsPort }, 'worker /metrics could not listen; rendering goes on without it');
+  }
+  const render = renderProcessor({ config, storage: createStorage(config), fontFile, log, metrics, events: connection, cacheRedis: connection });
+  let rendering = 0;
+  metrics.busy.set(0);
+  const processor: typeof render = async (job, token, signal) => {
+    metrics.busy.set(++rendering > 0 ? 1 : 0);
+    try {
+      return await render(job, token, signal);
+    } finally {
+      metrics.busy.set(--rendering > 0 ? 1 : 0);
+    }
+  };
   const host = hostname();
   const managed = startManagedWorker({
     queueName: config.queueName,
@@ -34,7 +54,7 @@ export async function startWorker(config: Config, opts: { log?: Logger } = {}) {
     lockSeconds: config.worker.lockSeconds,
     lostLimit: config.worker.lostLimit,
     log,
-    processor: renderProcessor({ config, storage: createStorage(config), fontFile, log, metrics, events: connection }),
+    processor,
     identity: {
       id: config.worker.id,
       provider: config.worker.provider,
@@ -43,24 +63,17 @@ export async function startWorker(config: Config, opts: { log?: Logger } = {}) {
       host,
       pid: process.pid,
       version: VERSION,
-      ...(config.worker.metricsPort ? { metricsUrl: `http://${host}:${config.worker.metricsPort}/metrics` } : {}),
+      ...(metricsServer && { metricsUrl: metricsServer.url }),
     },
+    onSpotNotice: (n) => metrics.spotInterruptions.inc({ kind: n.kind === 'interruption' ? 'termination' : 'rebalance' }),
     imds: config.worker.imdsEnabled ? { endpoint: config.worker.imdsEndpoint, intervalMs: config.worker.imdsPollSeconds * 1000 } : undefined,
   });
   const { worker } = managed;
 
-  let metricsServer: Server | undefined;
-  if (config.worker.metricsPort) {
-    metricsServer = createServer(async (_req, res) => {
-      res.setHeader('content-type', metrics.registry.contentType);
-      res.end(await metrics.registry.metrics());
-    }).listen(config.worker.metricsPort);
-    metricsServer.on('error', (err) => log.error({ err, port: config.worker.metricsPort }, 'worker metrics server failed; rendering goes on'));
-  }
-  log.info({ ffmpeg: version, concurrency: config.worker.concurrency, queue: config.queueName }, 'worker started');
+  log.info({ ffmpeg: version, concurrency: config.worker.concurrency, queue: config.queueName, metricsUrl: metricsServer?.url }, 'worker started');
 
-  const drained = managed.drained.then(() => {
-    metricsServer?.close();
+  const drained = managed.drained.then(async () => {
+    await metricsServer?.close();
     connection.disconnect();
   });
   return {
@@ -68,6 +81,8 @@ export async function startWorker(config: Config, opts: { log?: Logger } = {}) {
     id: managed.id,
     /** Start draining (or move its deadline earlier). */
     drain: (req: DrainRequest) => managed.drain(req),
+    /** Where Prometheus scrapes this worker (absent when the port could not be bound). */
+    metricsUrl: metricsServer?.url,
     /** Resolves once drained: no job left, deregistered, disconnected. `vgen worker` then exits 0. */
     drained,
     /** Stop taking jobs, let active ones finish, then disconnect. */

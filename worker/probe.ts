@@ -72,8 +72,14 @@ export function pngChunkProblem(bytes: Uint8Array, limits: typeof PNG_CHUNK_LIMI
   }
 }
 
-/** Throws asset_invalid (not retryable) unless ffprobe reads `asset` as the kind it claims, within the limits. */
-export async function checkAsset(ref: string, asset: LocalAsset, limits: AssetLimits, signal?: AbortSignal): Promise<void> {
+/** What the probe read: an image's size, an audio file's length (0 when ffprobe could not tell). */
+export type AssetFacts = { width: number; height: number } | { seconds: number };
+
+/**
+ * Throws asset_invalid (not retryable) unless ffprobe reads `asset` as the kind
+ * it claims, within the limits; returns its size or length.
+ */
+export async function checkAsset(ref: string, asset: LocalAsset, limits: AssetLimits, signal?: AbortSignal): Promise<AssetFacts> {
   const invalid = (why: string) => new RenderError('asset_invalid', `${ref} ${why}`, false);
   // Before any ffmpeg sees it (assets are at most 50 MB, one probed at a time).
   // Its metadata is read by its extension (the sniffed type): PNG chunks,
@@ -98,7 +104,7 @@ export async function checkAsset(ref: string, asset: LocalAsset, limits: AssetLi
   const count = asset.kind === 'audio' ? ['-count_packets'] : [];
   const args = [
     '-v', 'error', '-protocol_whitelist', 'file,pipe', ...format, '-max_pixels', String(limits.maxPixels), ...count,
-    '-show_entries', 'stream=codec_type,width,height,nb_read_packets', '-of', 'json', asset.path,
+    '-show_entries', 'stream=codec_type,width,height,nb_read_packets:format=duration', '-of', 'json', asset.path,
   ];
   let stdout: string;
   let stderr: string;
@@ -118,13 +124,14 @@ export async function checkAsset(ref: string, asset: LocalAsset, limits: AssetLi
     throw invalid(`is not a readable ${asset.kind} file (${firstLine(e.stderr)})`);
   }
 
-  const streams = (JSON.parse(stdout || '{}') as { streams?: { codec_type?: string; width?: number; height?: number; nb_read_packets?: string }[] }).streams ?? [];
+  const parsed = JSON.parse(stdout || '{}') as { streams?: { codec_type?: string; width?: number; height?: number; nb_read_packets?: string }[]; format?: { duration?: string } };
+  const streams = parsed.streams ?? [];
   if (asset.kind === 'audio') {
     const audio = streams.filter((s) => s.codec_type === 'audio');
     if (audio.length === 0) throw invalid('has no audio stream');
     // ffprobe leaves nb_read_packets out when it counted none.
     if (!audio.some((s) => Number(s.nb_read_packets) > 0)) throw invalid('has no audio samples (the file is empty)');
-    return;
+    return { seconds: Number(parsed.format?.duration) || 0 };
   }
   const size = /Picture size (\d+)x(\d+) exceeds specified max pixel count/.exec(stderr);
   if (size) throw invalid(`is ${size[1]}×${size[2]} pixels; images may have at most ${limits.maxPixels} pixels`);
@@ -134,6 +141,7 @@ export async function checkAsset(ref: string, asset: LocalAsset, limits: AssetLi
   if (width === 0 || height === 0 || stderr.trim() !== '') throw invalid(`could not be decoded as an image (${stderr.trim() ? firstLine(stderr) : 'no picture found'})`);
   if (width > limits.maxSide || height > limits.maxSide) throw invalid(`is ${width}×${height} pixels; an image side may be at most ${limits.maxSide} pixels`);
   if (width * height > limits.maxPixels) throw invalid(`is ${width}×${height} pixels; images may have at most ${limits.maxPixels} pixels`);
+  return { width, height };
 }
 
 /** ffprobe's first complaint, without the `[png @ 0x…]` prefix or our own paths. */

@@ -7,16 +7,18 @@ import { UnrecoverableError, type Job, type Processor } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { JobCanceledError } from '../engine/cancel.js';
 import type { Config } from '../engine/config.js';
-import { RENDER_ERRORS, RenderError } from '../engine/errors.js';
+import { RENDER_ERRORS, RenderError, type RenderErrorCode } from '../engine/errors.js';
 import type { Logger } from '../engine/log.js';
-import type { Metrics } from '../engine/metrics.js';
+import type { JobStage, WorkerMetrics } from '../engine/metrics.js';
 import type { RenderJobData, RenderResult } from '../engine/queue.js';
+import type { OutboundPolicy } from '../engine/outbound-policy.js';
 import { parseSpec, type RenderSpec } from '../engine/spec.js';
 import { renderTimeLimitSeconds, stageWeights } from '../engine/render-budget.js';
 import { outputKey, type Storage } from '../engine/storage.js';
 import { publishVideoNotice } from '../engine/video-events.js';
 import { fetchAssets } from './assets.js';
 import { renderVideo } from './ffmpeg.js';
+import { findCachedRender } from './render-cache.js';
 import { makeWorkDir } from './work-dir.js';
 
 export interface RenderJobDeps {
@@ -24,9 +26,11 @@ export interface RenderJobDeps {
   storage: Storage;
   fontFile: string;
   log: Logger;
-  metrics?: Metrics;
+  metrics?: WorkerMetrics;
   /** The worker's connection: progress notices for the event streams (engine/video-events.ts). Without it, job progress only. */
   events?: Redis;
+  /** With it and RENDER_CACHE on, a job whose spec and asset bytes match an earlier render reuses it (worker/render-cache.ts). */
+  cacheRedis?: Redis;
 }
 
 /**
@@ -79,9 +83,15 @@ function jobError(err: unknown, timedOut: boolean, firstAttempt: boolean): Error
   return new Error(`render_failed: ${RENDER_ERRORS.render_failed}`);
 }
 
-function checkedSpec(input: unknown): RenderSpec {
+/** The code a failure carries (`code: message`), for vgen_job_failures_total: always one of RENDER_ERRORS. */
+function failureReason(err: Error): RenderErrorCode {
+  const code = err.message.slice(0, err.message.indexOf(':'));
+  return code in RENDER_ERRORS ? (code as RenderErrorCode) : 'render_failed';
+}
+
+function checkedSpec(input: unknown, outbound: OutboundPolicy): RenderSpec {
   try {
-    return parseSpec(input);
+    return parseSpec(input, outbound);
   } catch (err) {
     throw new RenderError('spec_invalid', `${RENDER_ERRORS.spec_invalid} ${(err as Error).message}`, false);
   }
@@ -107,13 +117,21 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
       void publishVideoNotice(events, config.queueName, job.data.videoId, { kind: 'progress', progress: fraction }).catch(() => {})));
     // Named after this process, so a worker starting after a crash can tell it is stale.
     const dir = await makeWorkDir(config.worker.tmpDir ?? tmpdir(), String(job.data.videoId));
-    let stage = 'fetch';
-    const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const metrics = deps.metrics;
+    // Queued → taken, on the job's first start only: a retry's or a hand-back's
+    // timestamp is still the first add, so its "wait" would include earlier attempts.
+    if (metrics && job.attemptsMade === 0 && (job.attemptsStarted ?? 1) <= 1 && job.processedOn && job.timestamp)
+      metrics.stageDuration.observe({ stage: 'queue_wait', outcome: 'ok' }, Math.max(0, job.processedOn - job.timestamp) / 1000);
+    let stage: JobStage = 'download';
+    let renderSeconds = 0;
+    const timed = async <T>(name: JobStage, fn: () => Promise<T>): Promise<T> => {
       stage = name;
-      const end = deps.metrics?.renderDuration.startTimer({ stage: name });
+      const started = performance.now();
+      const end = metrics?.stageDuration.startTimer({ stage: name });
       try {
         const out = await fn();
         end?.({ outcome: 'ok' });
+        if (name === 'render') renderSeconds = (performance.now() - started) / 1000;
         return out;
       } catch (err) {
         end?.({ outcome: 'error' });
@@ -122,11 +140,22 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
     };
     try {
       // The queue is an API boundary too: anything could have enqueued this.
-      const spec = checkedSpec(job.data.spec);
+      const spec = checkedSpec(job.data.spec, config.outboundAllow);
       const limits = { maxPixels: config.worker.maxAssetPixels, maxSide: config.worker.maxAssetSide };
       const w = weights ?? stageWeights(spec);
       const fetched = progress.stage(...w.fetch);
-      const assets = await timed('fetch', () => fetchAssets(spec, dir, { assetsDir: config.worker.assetsDir, limits, signal, onProgress: fetched }));
+      const assets = await timed('download', () => fetchAssets(spec, dir, {
+        assetsDir: config.worker.assetsDir, policy: config.outboundAllow, limits, signal, onProgress: fetched,
+        uploads: { storage, userId: job.data.userId, maxBytes: config.uploads.maxBytes },
+      }));
+      // An earlier render of the same spec and asset bytes this video may reuse: no ffmpeg, no upload.
+      const cache = deps.cacheRedis && config.renderCache
+        ? await findCachedRender({ redis: deps.cacheRedis, queueName: config.queueName, preset: config.worker.x264Preset, fontFile: deps.fontFile, log, lookups: metrics?.renderCacheLookups }, job.data, spec, assets, signal)
+        : {};
+      if (cache.hit) {
+        log.info({ videoKey: cache.hit.videoKey, sourceVideoId: cache.hit.sourceVideoId }, 'render cache hit: nothing rendered');
+        return cache.hit;
+      }
       const out = await timed('render', () => renderVideo({
         spec,
         assets,
@@ -145,22 +174,28 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
       const videoKey = outputKey(job.data.videoId, renderId, 'mp4', 'private');
       const posterKey = outputKey(job.data.videoId, renderId, 'jpg', 'private');
       progress.stage(...w.upload);
-      const [{ bytes }] = await timed('upload', () => Promise.all([
+      const [{ bytes }, { bytes: posterBytes }] = await timed('upload', () => Promise.all([
         storage.put(videoKey, out.videoPath, 'video/mp4'),
         storage.put(posterKey, out.posterPath, 'image/jpeg'),
       ]).catch((err) => {
         throw new RenderError('upload_failed', RENDER_ERRORS.upload_failed, true, { cause: err });
       }));
       await progress.done();
+      if (metrics) {
+        metrics.uploadedBytes.inc(bytes + posterBytes);
+        if (renderSeconds > 0) metrics.realtimeFactor.observe(out.durationMs / 1000 / renderSeconds);
+      }
       log.info({ videoKey, bytes, durationMs: out.durationMs }, 'render succeeded');
-      return { videoKey, posterKey, durationMs: out.durationMs, width: out.width, height: out.height, bytes };
+      return { videoKey, posterKey, durationMs: out.durationMs, width: out.width, height: out.height, bytes, ...(cache.key ? { cacheKey: cache.key } : {}) };
     } catch (err) {
       if (jobSignal?.reason instanceof JobCanceledError) {
         log.info({ stage }, 'render stopped: the video was canceled');
         throw jobSignal.reason; // the job gate ends the job (worker/lifecycle/drain.ts)
       }
       log.warn({ err, stage, limitSeconds, timedOut: timeout.aborted }, 'render failed');
-      throw jobError(err, timeout.aborted, job.attemptsMade === 0);
+      const failure = jobError(err, timeout.aborted, job.attemptsMade === 0);
+      metrics?.jobFailures.inc({ reason: failureReason(failure) });
+      throw failure;
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

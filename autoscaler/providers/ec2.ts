@@ -84,6 +84,8 @@ export interface Ec2ProviderOptions {
   pageSize?: number;
   /** Told before each backoff sleep, for logs and metrics. */
   onThrottled?: (event: { action: string; attempt: number; delayMs: number }) => void;
+  /** Dollars an hour per instance type, spot and On-Demand, for vgen_fleet_cost_per_hour_dollars (a type not listed counts 0). */
+  prices?: { spot: Record<string, number>; onDemand: Record<string, number> };
 }
 
 
@@ -108,6 +110,15 @@ export class Ec2Provider implements WorkerProvider {
       random: Math.random,
       ...opts.backoff,
     };
+  }
+
+  /** Estimated from EC2_SPOT_PRICES / EC2_ON_DEMAND_PRICES: what you pay, not what the market charges this minute. */
+  hourlyCost(instances: readonly ProviderInstance[]): number {
+    const prices = this.opts.prices;
+    if (!prices) return 0;
+    let sum = 0;
+    for (const i of instances) sum += (i.lifecycle === 'spot' ? prices.spot : prices.onDemand)[i.instanceType] ?? 0;
+    return Math.round(sum * 1e6) / 1e6;
   }
 
   async launch(count: number): Promise<LaunchResult> {
@@ -327,7 +338,19 @@ export function ec2OptionsFromEnv(env: Env): Ec2ProviderOptions {
     subnets: commaList('EC2_SUBNETS', read(env, 'EC2_SUBNETS'), /^subnet-[0-9a-f]+$/, 'subnet-0abc,subnet-0def'),
     onDemandFallback: bool(env, 'EC2_ON_DEMAND_FALLBACK', true),
     tags,
+    prices: { spot: priceList('EC2_SPOT_PRICES', read(env, 'EC2_SPOT_PRICES')), onDemand: priceList('EC2_ON_DEMAND_PRICES', read(env, 'EC2_ON_DEMAND_PRICES')) },
   };
+}
+
+/** `type=dollars,…` (dollars an hour), e.g. `c7i.xlarge=0.0714,m7i.xlarge=0.0806`; unset = none. */
+function priceList(name: string, raw: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const pair of raw?.split(',').map((s) => s.trim()).filter(Boolean) ?? []) {
+    const m = /^([a-z0-9-]+\.[a-z0-9-]+)=(\d{1,6}(?:\.\d{1,8})?)$/.exec(pair);
+    if (!m) throw new ConfigError(name, `must be instance-type=dollars-an-hour pairs separated by commas, like c7i.xlarge=0.0714,m7i.xlarge=0.0806; got "${raw}"`);
+    out[m[1]!] = Number(m[2]);
+  }
+  return out;
 }
 
 // ── User data ─────────────────────────────────────────────────────────────────
@@ -356,6 +379,11 @@ export function renderWorkerUserData(env: Record<string, string>, command = '/us
     'echo "WORKER_ID=$(curl -sf -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/instance-id)" >> /etc/vgen/worker.env',
     '# ec2: the worker polls the metadata service for spot notices and drains against them.',
     'echo "WORKER_PROVIDER=ec2" >> /etc/vgen/worker.env',
+    '# /metrics (WORKER_METRICS_PORT, 9464) on every interface, listed for Prometheus at the private address.',
+    ...(env.HOST === undefined ? ['echo "HOST=0.0.0.0" >> /etc/vgen/worker.env'] : []),
+    ...(env.METRICS_ADVERTISE_HOST === undefined
+      ? ['echo "METRICS_ADVERTISE_HOST=$(curl -sf -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/local-ipv4)" >> /etc/vgen/worker.env']
+      : []),
     'chmod 0640 /etc/vgen/worker.env',
     "cat > /etc/systemd/system/vgen-worker.service <<'VGEN_UNIT'",
     '[Unit]',

@@ -55,6 +55,8 @@ export interface WorkerProvider {
   terminate(drainedIds: readonly string[]): Promise<TerminateResult>;
   /** Every worker this provider owns that is not yet terminated: what a restarted autoscaler reconciles from. */
   list(): Promise<ProviderInstance[]>;
+  /** Estimated dollars an hour for these instances (their prices); absent means free (local workers). */
+  hourlyCost?(instances: readonly ProviderInstance[]): number;
 }
 
 /** The provider's API kept refusing us (rate limits) after every retry it was allowed. */

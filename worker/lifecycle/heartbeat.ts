@@ -5,7 +5,7 @@
 import type { Logger } from '../../engine/log.js';
 import { HEARTBEAT_MS, type Registry, type WorkerRecord } from '../../engine/registry.js';
 
-export type BeatPatch = Partial<Pick<WorkerRecord, 'state' | 'currentJob' | 'jobsDone'>>;
+export type BeatPatch = Partial<Pick<WorkerRecord, 'state' | 'currentJob' | 'jobsDone' | 'spot'>>;
 
 export interface Heartbeat {
   /** Beat now (coalesced with one in flight). */

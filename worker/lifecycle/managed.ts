@@ -41,6 +41,8 @@ export interface ManagedWorkerOptions {
   heartbeatMs?: number;
   /** Poll the instance metadata service for spot notices. */
   imds?: { endpoint: string; intervalMs: number };
+  /** Told of each spot notice (once per kind), for metrics. */
+  onSpotNotice?: (notice: SpotNotice) => void;
 }
 
 export interface ManagedWorker {
@@ -82,7 +84,9 @@ export function startManagedWorker(opts: ManagedWorkerOptions): ManagedWorker {
     return async () => {};
   });
   const state = (): WorkerState => (drainReq ? 'draining' : !ready ? 'starting' : gate.active.size > 0 ? 'busy' : 'idle');
-  const snapshot = () => ({ state: state(), currentJob: gate.active.keys().next().value, jobsDone: gate.jobsDone });
+  // The latest spot notice goes into the registry record: the autoscaler counts interruptions from it.
+  let spotNotice: 'termination' | 'rebalance' | undefined;
+  const snapshot = () => ({ state: state(), currentJob: gate.active.keys().next().value, jobsDone: gate.jobsDone, ...(spotNotice && { spot: spotNotice }) });
 
   const registered = registry
     .register({ ...opts.identity, state: 'starting', jobsDone: 0, startedAt })
@@ -123,6 +127,13 @@ export function startManagedWorker(opts: ManagedWorkerOptions): ManagedWorker {
         intervalMs: opts.imds.intervalMs,
         log,
         onNotice: (n: SpotNotice) => {
+          // A termination notice outranks a rebalance recommendation.
+          if (n.kind === 'interruption' || !spotNotice) spotNotice = n.kind === 'interruption' ? 'termination' : 'rebalance';
+          try {
+            opts.onSpotNotice?.(n);
+          } catch {
+            // a metrics hook never stops a drain
+          }
           if (n.kind === 'interruption') {
             log.warn({ action: n.action, time: new Date(n.time).toISOString() }, 'spot interruption notice: draining');
             drain({ deadline: n.time - SPOT_MARGIN_MS, reason: `spot ${n.action} at ${new Date(n.time).toISOString()}` });

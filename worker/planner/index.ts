@@ -1,0 +1,73 @@
+// The render planner: a spec and what the probe learnt about its assets in,
+// every ffmpeg run of the render out (fit passes, the loudness pass, the main
+// run's inputs, filter graph and output options). Pure: no processes, no I/O,
+// so it is tested in milliseconds (test/planner.test.ts); worker/ffmpeg.ts
+// runs what it returns.
+//
+// The main graph, for each scene: its layers composed (once, for a still
+// scene), split into the frames a transition covers and its own; the own
+// parts and the blended overlaps concatenated; overlays for the whole video;
+// then the hard stop at the timeline's frames, and the poster frame split off.
+import { ASSET_LIMIT_DEFAULTS } from '../../engine/config.js';
+import { outputSize, type RenderSpec } from '../../engine/spec.js';
+import { planTimeline, totalFrames } from '../../engine/timeline.js';
+import { addAudio, loudnessPass } from './audio.js';
+import { ImageLooks, INLINE_PIXELS_DEFAULT } from './fit.js';
+import { Graph } from './graph.js';
+import { mp4Options, posterFrame, posterOptions } from './output.js';
+import { overlayAt } from './overlay.js';
+import { composeScene } from './scene.js';
+import type { TextFile } from './text.js';
+import { joinScenes, overlapOut } from './transitions.js';
+import type { PlanAssets, PlanOptions, RenderPlan } from './types.js';
+
+export type { FfmpegInput, FitPass, LoudnessPass, PlanOptions, RenderPlan } from './types.js';
+export { filterValue, wrapCaption } from './text.js';
+export { posterSeconds } from './output.js';
+export { parseLoudness, loudnessGain, TARGET_LUFS } from './audio.js';
+
+export function plan(spec: RenderSpec, assets: PlanAssets, opts: PlanOptions): RenderPlan {
+  const { width, height } = outputSize(spec.output);
+  const { fps } = spec.output;
+  const timeline = planTimeline(spec); // throws if a scene would own no frame
+  const frames = totalFrames(timeline);
+  const seconds = frames / fps;
+
+  const g = new Graph();
+  const looks = new ImageLooks(g);
+  const textFiles: TextFile[] = [];
+  const ctx = { g, looks, width, height, fps, opts, textFiles };
+
+  const parts = spec.scenes.map((scene, i) => composeScene(i, scene, timeline[i]!, overlapOut(timeline, i), ctx));
+  let video = joinScenes(spec, timeline, parts, g);
+  for (const overlay of spec.overlays ?? []) video = overlayAt(video, overlay, ctx);
+
+  // The hard stop: at most the timeline's frames leave the graph, whatever
+  // runs upstream; trim then ends the stream, so nothing pulls an endless source.
+  // The poster is the same stream's frame at 1 s (or the middle frame).
+  const [main, still] = g.fanOut(video, 2, 'out');
+  const p = posterFrame(frames, fps);
+  g.add(`${main}trim=end_frame=${frames}[vout]`);
+  g.add(`${still}trim=start_frame=${p}:end_frame=${p + 1}[poster]`);
+
+  // Images once every use is known, so each file is decoded once; then the music.
+  const fits = looks.resolve(assets, {
+    workDir: opts.workDir,
+    maxPixels: opts.maxPixels ?? ASSET_LIMIT_DEFAULTS.maxPixels,
+    inlinePixels: opts.inlinePixels ?? INLINE_PIXELS_DEFAULT,
+  });
+  const measure = opts.loudness === undefined ? loudnessPass(spec, assets, seconds) : undefined;
+  addAudio(spec, assets, seconds, opts.loudness, g);
+
+  return {
+    width, height, fps,
+    fits,
+    ...(measure && { loudness: measure }),
+    inputs: g.inputs,
+    filter: g.toString(),
+    outputOptions: mp4Options(spec, opts.preset ?? 'veryfast'),
+    posterOptions: posterOptions(),
+    textFiles,
+    timeline, frames, seconds, spec,
+  };
+}

@@ -1,0 +1,37 @@
+// Joining scenes. A transition blends only where two scenes overlap: the
+// overlap is its own short segment (xfade over the outgoing scene's tail and
+// the incoming scene's head), and everything else is concatenated as it is.
+// Chaining xfade over whole scenes (as version 1 did) blended nothing more
+// but pushed every frame of the video through every xfade before it.
+import type { RenderSpec } from '../../engine/spec.js';
+import type { Slot } from '../../engine/timeline.js';
+import type { Graph } from './graph.js';
+import { renumber, type SceneParts } from './scene.js';
+
+/**
+ * The segments in order (own frames of scene 0, the blend into scene 1, own
+ * frames of scene 1, …), concatenated and renumbered. A transition that rounds
+ * to no frame is a cut, as before.
+ */
+export function joinScenes(spec: RenderSpec, timeline: Slot[], parts: SceneParts[], g: Graph): string {
+  const { fps } = spec.output;
+  const segments: string[] = [];
+  spec.scenes.forEach((scene, i) => {
+    const { overlap } = timeline[i]!;
+    if (i > 0 && overlap > 0) {
+      const out = g.label(`xf${i}_`);
+      // Frame k of the blend is xfade's frame k from offset 0: progress 1 − k/overlap,
+      // the frames the same transition produced over whole scenes.
+      g.add(`${parts[i - 1]!.tail!}${parts[i]!.head!}xfade=transition=${scene.transition!.type}:duration=${overlap / fps}:offset=0,trim=end_frame=${overlap},${renumber(fps)}${out}`);
+      segments.push(out);
+    }
+    segments.push(parts[i]!.own);
+  });
+  if (segments.length === 1) return segments[0]!;
+  const out = g.label('joined');
+  g.add(`${segments.join('')}concat=n=${segments.length}:v=1:a=0,${renumber(fps)}${out}`);
+  return out;
+}
+
+/** Frames of scene i's end that the next scene's transition covers. */
+export const overlapOut = (timeline: Slot[], i: number): number => timeline[i + 1]?.overlap ?? 0;
