@@ -10,9 +10,11 @@
 //     at public keys (a private render is never shared across users),
 //   - its spec is the same (canonical form), and
 //   - no key is pending deletion (api/media-refs.ts).
-// Then this video settles succeeded on the shared keys with `cached = true`
-// (and, if its visibility wants the other prefix, copies of its own, as any
-// settle). If the check fails the video must still end with a real render:
+// Then this video settles succeeded with `cached = true`: on the shared keys
+// when the source is the same user's (and, if its visibility wants the other
+// prefix, copies of its own, as any settle); on server-side copies of its own
+// when the source is another user's public render, so that user making theirs
+// private retracts its public URL, as the PATCH promises. If the check fails the video must still end with a real render:
 // the stale entry is dropped and the job goes back to the queue flagged
 // `noCache` (Job.retry on the completed job), the row staying unsettled. A
 // result that arrives for a job already flagged is old news and is ignored,
@@ -28,7 +30,7 @@ import type { Logger } from '../engine/log.js';
 import type { RenderJobData, RenderResult } from '../engine/queue.js';
 import { dropRenderCacheEntry, recordRenderCache } from '../engine/render-cache-index.js';
 import { isCacheKey, recordScope, type CacheScope } from '../engine/render-cache.js';
-import { isPrivateKey, type Storage } from '../engine/storage.js';
+import { isPrivateKey, movedKey, newRenderId, type Storage } from '../engine/storage.js';
 import { pendingDeletion } from './media-refs.js';
 import { commitVideoMedia, purgeVideoMedia } from './media-sync.js';
 import { getVideo, lockVideo, settleSucceeded, type VideoRow } from './video-store.js';
@@ -70,6 +72,7 @@ export async function verifiedSource(q: Queryable, video: VideoRow, result: Rend
 export async function settleCachedResult(deps: RenderCacheSettleDeps, id: string, result: RenderResult): Promise<boolean> {
   const { db, storage, log } = deps;
   let moved = false;
+  const copied: string[] = [];
   const change = async (q: Queryable, row: VideoRow): Promise<VideoRow> => {
     moved = false;
     if (row.status !== 'queued' && row.status !== 'rendering') return row; // settled or canceled: nothing to do, and the files are not ours
@@ -79,8 +82,15 @@ export async function settleCachedResult(deps: RenderCacheSettleDeps, id: string
       await renderForReal(deps, row, result);
       return row;
     }
+    // Another user's public render is copied to keys of this video's own, not
+    // shared: otherwise, once its owner made it private, its old public URL
+    // would keep serving for as long as this video lives. A user's own renders
+    // are shared (the files stay public only while one of their videos is).
+    const keys = source.user_id === row.user_id || !storage
+      ? { videoKey: source.video_key!, posterKey: source.poster_key! }
+      : await ownCopies(storage, row, [source.video_key!, source.poster_key!], copied);
     const settled = await settleSucceeded(q, row.id, {
-      videoKey: source.video_key!, posterKey: source.poster_key!,
+      ...keys,
       durationMs: source.duration_ms ?? result.durationMs, width: source.width ?? result.width, height: source.height ?? result.height,
       bytes: result.bytes, cached: true,
     });
@@ -95,13 +105,20 @@ export async function settleCachedResult(deps: RenderCacheSettleDeps, id: string
     await withoutPlacement();
     return moved;
   }
+  const dropCopies = () => Promise.all(copied.splice(0).map((k) => storage.remove(k).catch(() => {})));
   try {
     await commitVideoMedia(db, storage, id, change);
   } catch (err) {
+    await dropCopies(); // nothing committed references them
     // The copy to this video's own keys failed (or the requeue did): settle on
     // the shared keys, checked the same way; maintenance moves them later.
     log.warn({ err, videoId: id }, 'settler: settling a cache hit with its files placed failed; retrying without moving them');
-    await withoutPlacement();
+    try {
+      await withoutPlacement();
+    } catch (retryErr) {
+      await dropCopies();
+      throw retryErr; // the reconciler settles it later
+    }
     return moved;
   }
   if (moved) {
@@ -109,6 +126,17 @@ export async function settleCachedResult(deps: RenderCacheSettleDeps, id: string
       .catch((err) => log.warn({ err, videoId: id }, 'settler: deleting a cached video\'s replaced keys failed; maintenance will retry'));
   }
   return moved;
+}
+
+/** Copies of another user's files under new keys of this video (prefix per its visibility); `copied` lists them for cleanup. */
+async function ownCopies(storage: Storage, row: VideoRow, from: [string, string], copied: string[]): Promise<{ videoKey: string; posterKey: string }> {
+  const renderId = newRenderId();
+  const [videoKey, posterKey] = from.map((k) => movedKey(k, row.visibility, renderId, row.id)) as [string, string];
+  await storage.copy(from[0], videoKey);
+  copied.push(videoKey);
+  await storage.copy(from[1], posterKey);
+  copied.push(posterKey);
+  return { videoKey, posterKey };
 }
 
 /** Drop the stale entry and put the job back in the queue to render without the cache. */

@@ -107,7 +107,11 @@ export function startWebhooks(opts: WebhookOptions) {
       try {
         queued += Number(await enqueue(id));
       } catch (err) {
-        log.warn({ err: (err as Error).message, videoId: id }, 'webhooks: outbox enqueue failed; will retry');
+        // Redis down or hung (each enqueue waits up to ENQUEUE_TIMEOUT_MS):
+        // the rest would fail alike, one timeout after another, holding up the
+        // maintenance pass and a shutdown waiting on it. The next pass retries.
+        log.warn({ err: (err as Error).message, videoId: id }, 'webhooks: outbox enqueue failed; the next pass will retry');
+        break;
       }
     }
     return queued;

@@ -105,13 +105,20 @@ export async function outboundRequest(url: URL, req: PinnedRequest, opts: Outbou
   if (url.protocol !== 'https:') throw new OutboundRefused('forbidden', `${shownUrl(url)}: only https:// URLs are allowed`, false);
   if (url.username || url.password) throw new OutboundRefused('forbidden', `${shownUrl(url)}: URLs must not carry credentials`, false);
   // A lookup cannot be aborted; the caller's deadline still ends the wait for it.
+  // Checked before the lookup starts: one started for an aborted request
+  // would have nobody to hear its failure (an unhandled rejection, which
+  // ends the process).
+  req.signal.throwIfAborted();
   const address = await untilAborted(vettedAddress(hostOf(url), opts), req.signal);
   return pinnedRequest(url, address, req, opts.ca);
 }
 
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted();
   return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) {
+      work.catch(() => {}); // its outcome no longer matters, its failure must not go unheard
+      return reject(signal.reason);
+    }
     const onAbort = () => reject(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));

@@ -195,11 +195,14 @@ describe('render cache on (the default)', () => {
     // GET answers the same.
     assert.equal((await a.video(second.id)).output?.cached, true);
 
-    // A public render is reused by another user too.
+    // A public render is reused by another user too, as server-side copies of
+    // their own: the owner making theirs private must retract its public URL.
     before = await sys.counts();
     const theirs = await render(b, spec);
     assert.equal(theirs.output?.cached, true);
-    assert.equal(theirs.output?.url, first.output?.url);
+    assert.notEqual(theirs.output?.url, first.output?.url);
+    assert.match((await row(sys, theirs.id)).video_key, new RegExp(`^videos/${theirs.id}/`));
+    assert.equal(await status(theirs.output!.url), 200);
     // … and for their private video: a copy under a private key of its own, signed URL.
     const theirsPrivate = await render(b, spec, 'private');
     assert.equal(theirsPrivate.output?.cached, true);
@@ -262,7 +265,7 @@ describe('render cache on (the default)', () => {
     assert.equal(await status((await a.video(a1.id)).output!.url), 200, 'the private source still plays');
   });
 
-  test('shared files survive either video\'s move; a stale entry renders for real; files go once no row references them', async () => {
+  test('shared files survive either video\'s move; another user\'s copy is their own; a stale entry renders for real; files go once no row references them', async () => {
     const owner = await registerUser(sys.api.url);
     const other = await registerUser(sys.api.url);
     const a = new VgenClient(sys.api.url, owner.token);
@@ -270,16 +273,20 @@ describe('render cache on (the default)', () => {
     const spec = specFor('moves');
 
     const source = await render(a, spec);
-    const shared = await render(b, spec);
+    const shared = await render(a, spec); // the owner's second video: the same objects
+    const copy = await render(b, spec); // another user's: copies of their own
     assert.equal(shared.output?.cached, true);
+    assert.equal(copy.output?.cached, true);
     const keys = await row(sys, source.id);
+    assert.equal((await row(sys, shared.id)).video_key, keys.video_key);
+    assert.notEqual((await row(sys, copy.id)).video_key, keys.video_key);
 
-    // The source goes private: its files move to new keys, the shared ones stay for the other video.
+    // The source goes private: its files move to new keys, the shared ones stay for the owner's other public video.
     const moved = await patch(sys, owner.token, source.id, 'private');
     assert.notEqual((await row(sys, source.id)).video_key, keys.video_key);
     assert.equal(await status(moved.output!.url), 200);
-    assert.ok(onDisk(sys, keys.video_key) && onDisk(sys, keys.poster_key), 'still referenced by the cached video');
-    assert.equal(await status((await b.video(shared.id)).output!.url), 200);
+    assert.ok(onDisk(sys, keys.video_key) && onDisk(sys, keys.poster_key), 'still referenced by the owner\'s cached video');
+    assert.equal(await status((await a.video(shared.id)).output!.url), 200);
     assert.equal((await sys.api.maintenance.runOnce()).deleted, 0);
     assert.ok(onDisk(sys, keys.video_key));
 
@@ -290,18 +297,21 @@ describe('render cache on (the default)', () => {
     assert.equal(fresh.output?.cached, false);
     assert.notEqual(fresh.output?.url, shared.output?.url);
     await assertCounts(sys, before, { renders: 1, hits: 1 });
-    // … and that render is what the cache offers next.
+    // … and that render is what the cache offers next (to its own user: the same objects).
     before = await sys.counts();
-    const next = await render(a, spec);
+    const next = await render(b, spec);
     assert.equal(next.output?.cached, true);
     assert.equal(next.output?.url, fresh.output?.url);
     await assertCounts(sys, before, { renders: 0, hits: 1 });
 
-    // The last row holding the first render's files lets go: they are deleted.
-    await patch(sys, other.token, shared.id, 'private');
+    // The last row holding the first render's files lets go: they are deleted,
+    // and the old public URL is retracted even though another user reused the render.
+    await patch(sys, owner.token, shared.id, 'private');
     assert.ok(!onDisk(sys, keys.video_key) && !onDisk(sys, keys.poster_key), 'no row references them any more');
+    assert.equal(await status(source.output!.url), 404);
     assert.equal(await status(shared.output!.url), 404);
-    assert.equal(await status((await b.video(shared.id)).output!.url), 200);
+    assert.equal(await status((await a.video(shared.id)).output!.url), 200);
+    assert.equal(await status((await b.video(copy.id)).output!.url), 200, 'the other user\'s copy is untouched');
     assert.deepEqual(await sys.api.db.query('SELECT key FROM media_deletions'), []);
   });
 

@@ -29,7 +29,7 @@ import { parseOutboundAllow, admitsAddress, hostRefusal, STRICT_POLICY } from '.
 import { QUEUE_PREFIX } from '../engine/queue.js';
 import { sign, verify } from '../engine/webhook-signature.js';
 import { startWorker } from '../worker/main.js';
-import { configFrom, onCleanup, openQueue, REDIS_URL, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
+import { configFrom, onCleanup, openQueue, ownRedis, REDIS_URL, registerUser, runCleanups, smallSpec, testEnv } from './helpers.js';
 
 after(runCleanups);
 
@@ -283,6 +283,30 @@ describe('sendWebhook: one attempt', () => {
     }
     assert.equal(hits.length, before);
   });
+
+  test('an attempt whose signal is already aborted (the API shutting down) starts no lookup, so a failing one cannot crash the process', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let lookups = 0;
+      const failingDns = async () => {
+        lookups++;
+        await sleep(20);
+        throw Object.assign(new Error('queryA ENOTFOUND nowhere.test'), { code: 'ENOTFOUND' });
+      };
+      const out = await sendWebhook({
+        url: 'https://nowhere.test/hook', body: '{}', secret: 's', event: 'video.failed', deliveryId: 'd',
+        outbound: { resolve: failingDns }, signal: AbortSignal.abort(), timeoutMs: 800,
+      });
+      assert.deepEqual([out.ok, out.error], [false, 'stopped: the API process shut down']);
+      await sleep(100);
+      assert.equal(lookups, 0, 'no lookup for an aborted attempt');
+      assert.deepEqual(unhandled, [], 'no unhandled rejection (the process would have ended)');
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
 });
 
 // ── through the API ───────────────────────────────────────────────────────────
@@ -413,6 +437,32 @@ describe('webhooks through the API', () => {
     assert.equal(await dev.webhooks.enqueue(id), true);
     await sleep(500);
     assert.equal(hitsOf('/ok?outbox').length, 1, 'delivered once');
+  });
+
+  test('outbox: while Redis hangs, a sweep gives up after one timed-out enqueue instead of one per owed webhook', { timeout: 60_000 }, async () => {
+    const redis = await ownRedis();
+    const env = await testEnv({ REDIS_URL: redis.url });
+    const api = await startApi(configFrom(env), { log: pino({ level: 'silent' }), outbound: { resolve, ca }, webhookOutboxGraceSeconds: 0 });
+    onCleanup(() => api.close());
+    const user = client(api.url, (await registerUser(api.url)).token);
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const id = (await user.submit('https://nowhere.test/hook')).body.id as string; // never resolves: nothing is sent anywhere
+      await markCanceled(api.db, id); // settled, its webhook never queued: owed by the outbox
+      ids.push(id);
+    }
+    await until('every row owed', async () => (await api.db.query(`SELECT 1 FROM videos WHERE id = ANY($1) AND webhook_queued_at IS NULL`, [ids])).length === 6);
+    redis.proc.kill('SIGSTOP'); // the connection stays "ready"; nothing answers
+    try {
+      const started = Date.now();
+      assert.equal((await api.maintenance.runOnce()).webhooksQueued, 0);
+      // One enqueue timeout (2 s), not one per owed webhook (6 × 2 s): the pass, and a shutdown waiting on it, are not held up.
+      assert.ok(Date.now() - started < 5_000, `the pass took ${Date.now() - started} ms`);
+    } finally {
+      redis.proc.kill('SIGCONT');
+    }
+    await until('all six queued once Redis answers', async () => (await api.maintenance.runOnce()).webhooksQueued === 0
+      && (await api.db.query(`SELECT 1 FROM videos WHERE id = ANY($1) AND webhook_queued_at IS NOT NULL`, [ids])).length === 6, 30_000);
   });
 
   test('a callbackUrl counts in the Idempotency-Key\'s request', async () => {

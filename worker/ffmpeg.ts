@@ -171,7 +171,7 @@ async function measureLoudness(pass: LoudnessPass, signal?: AbortSignal): Promis
   const cmd = ffmpeg();
   for (const input of pass.inputs) cmd.input(input.path).inputOptions(input.options);
   let stderr = '';
-  cmd.complexFilter(pass.filter).outputOptions(pass.outputOptions).output('-');
+  cmd.complexFilter(pass.filter).output('/dev/null').outputOptions(pass.outputOptions);
   cmd.on('stderr', (line: string) => (stderr += `${line}\n`));
   await run(cmd, signal).catch((err: unknown) => {
     throw inputFailure(err, pass.inputs) ?? err;

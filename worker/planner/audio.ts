@@ -93,5 +93,5 @@ export function addAudio(spec: RenderSpec, assets: PlanAssets, seconds: number, 
   // levelling the whole track (its default), which would undo the gain.
   const volume = spec.audio?.volume ?? 1;
   const tail = `volume=${gain.toFixed(2)}dB,alimiter=limit=0.891:level=0:latency=1${volume !== 1 ? `,volume=${volume}` : ''}`;
-  g.add(`${label}${m.chain},${tail},apad=packet_size=1024,atrim=duration=${seconds}[aout]`);
+  g.add(`${label}${m.chain},${tail},atrim=duration=${seconds}[aout]`);
 }
