@@ -118,7 +118,7 @@ async function* casesBench(fontFile: string): AsyncGenerator<Figure> {
     await mkdir(photos);
     for (let i = 1; i <= 5; i++)
       await run('ffmpeg', ['-f', 'lavfi', '-i', `testsrc2=s=1600x900:r=1,hue=h=${i * 60},noise=alls=10:allf=u`, '-frames:v', '1', '-q:v', '3', join(photos, `p${i}.jpg`)]);
-    await run('ffmpeg', ['-f', 'lavfi', '-i', 'color=c=white@0.0:s=400x160,format=rgba,drawbox=x=10:y=10:w=380:h=140:color=orange@0.9:t=fill', '-frames:v', '1', join(photos, 'logo.png')]);
+    await run('ffmpeg', ['-f', 'lavfi', '-i', 'color=c=orange:s=400x160,format=rgba,geq=r=255:g=165:b=0:a=if(between(X\\,10\\,389)*between(Y\\,10\\,149)\\,230\\,0)', '-frames:v', '1', join(photos, 'logo.png')]);
     await copyFile(join(ROOT, 'assets/music.mp3'), join(photos, 'music.mp3'));
 
     for (const { name, spec: raw } of benchCases()) {

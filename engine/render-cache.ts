@@ -18,7 +18,7 @@ import { assetsOf, type RenderSpec } from './spec.js';
  * the poster) changes the output for the same spec and assets: every earlier
  * cache entry then stops matching.
  */
-export const RENDER_ENGINE_VERSION = 1;
+export const RENDER_ENGINE_VERSION = 2; // 2: the planner (worker/planner/): music at -16 LUFS, poster from the graph
 
 /** Index entries live this long after their render settled; a hit does not extend it. */
 export const CACHE_ENTRY_TTL_SECONDS = 30 * 24 * 3600;

@@ -246,7 +246,10 @@ export function describeError(error: ValueError): { field: string; message: stri
   // report the first error of the branch that came closest to matching.
   const branches = (error.errors ?? []).map((iter) => [...iter]).filter((b) => b.length > 0);
   if (branches.length > 0) {
-    const closest = branches.reduce((a, b) => (b.length < a.length ? b : a));
+    // Fewest errors wins; on a tie, the branch that got deeper into the input
+    // (`position.x` out of range says more than "not one of the keywords").
+    const depth = (b: ValueError[]) => b[0]!.path.split('/').length;
+    const closest = branches.reduce((a, b) => (b.length < a.length || (b.length === a.length && depth(b) > depth(a)) ? b : a));
     return describeError(closest[0]!);
   }
   const field = fieldName(error.path) || 'body';

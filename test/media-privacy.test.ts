@@ -6,7 +6,7 @@
 // are made by writing files through the storage driver and settling the row,
 // so no ffmpeg runs here.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -394,15 +394,20 @@ describe('fs storage: /media', () => {
     // A private row whose files are still public (the settler's move failed).
     const v = await settledVideo(api, storage, owner, 'public');
     await api.db.query(`UPDATE videos SET visibility = 'private' WHERE id = $1`, [v.id]);
-    // A deletion recorded but not done.
+    // A deletion recorded but not done (an old key no row uses any more).
     const leftover = await settledVideo(api, storage, owner, 'public');
+    const stale = `videos/${leftover.id}/stale.jpg`;
+    copyFileSync(join(config.storage.mediaDir, leftover.keys.jpg), join(config.storage.mediaDir, stale));
+    await api.db.query('INSERT INTO media_deletions (key, video_id) VALUES ($1, $2)', [stale, leftover.id]);
+    // A deletion recorded for a key a row still uses (a shared render-cache file) is dropped, not done.
     await api.db.query('INSERT INTO media_deletions (key, video_id) VALUES ($1, $2)', [leftover.keys.jpg, leftover.id]);
     const { moved, deleted } = await api.maintenance.runOnce();
     assert.ok(moved >= 1 && deleted >= 1);
     const row = (await api.db.query<{ video_key: string }>('SELECT video_key FROM videos WHERE id = $1', [v.id]))[0]!;
     assert.match(row.video_key, /^private\//);
     assert.equal(existsSync(join(config.storage.mediaDir, v.keys.mp4)), false);
-    assert.equal(existsSync(join(config.storage.mediaDir, leftover.keys.jpg)), false);
+    assert.equal(existsSync(join(config.storage.mediaDir, stale)), false);
+    assert.equal(existsSync(join(config.storage.mediaDir, leftover.keys.jpg)), true, 'still referenced by its row');
     assert.deepEqual(await api.db.query('SELECT key FROM media_deletions'), []);
   });
 });

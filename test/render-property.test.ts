@@ -3,8 +3,9 @@
 // so every run checks the same specs. Set VGEN_PROPERTY_SEED to explore others.
 // - planTimeline alone, over thousands of specs: every scene owns ≥ 1 frame,
 //   the slots chain up, and the total is within half a frame of the spec;
-// - real renders (tiny, ~20): the file has exactly the planned frames, and
-//   lasts the spec's length within one frame.
+// - real renders (tiny, ~20, with gradients, fits, Ken Burns and text layers
+//   among them): the file has exactly the planned frames, and lasts the
+//   spec's length within one frame.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -59,8 +60,9 @@ function randomSpec(rand: Rand, maxScenes: number, maxSceneSeconds: number, medi
       : rand.pick([shortest, round(shortest + rand.next() * 0.2, 3), round(LIMITS.minSceneSeconds + rand.next() * (maxSceneSeconds - LIMITS.minSceneSeconds), 2)]);
     const scene: RenderSpec['scenes'][number] = {
       duration,
-      background: media && rand.chance(0.5) ? { image: rand.pick(['assets/photo.jpg', 'assets/photo2.jpg']) } : { color: rand.pick(['navy', 'black', '#1e3a8a', 'darkred']) },
+      background: randomBackground(rand, media),
       ...(media && rand.chance(0.2) ? { caption: { text: rand.pick(['Hello', '你好，世界', 'a b c d e f g h i j']) } } : {}),
+      ...(media && rand.chance(0.15) ? { texts: [{ text: rand.pick(['Top', '上']), position: rand.pick(['top', 'center', 'bottom-right'] as const), size: rand.int(8, 30) }] } : {}),
     };
     const prev = scenes[i - 1];
     if (prev && rand.chance(0.7)) {
@@ -78,6 +80,18 @@ function randomSpec(rand: Rand, maxScenes: number, maxSceneSeconds: number, medi
     output: { width: rand.pick([64, 96]), height: 64, fps },
     scenes,
     ...(media && rand.chance(0.3) ? { audio: { src: 'assets/music.mp3' } } : {}),
+  };
+}
+
+/** Colours always; with media, images (some fitted otherwise, some with Ken Burns) and gradients too. */
+function randomBackground(rand: Rand, media: boolean): RenderSpec['scenes'][number]['background'] {
+  const color = { color: rand.pick(['navy', 'black', '#1e3a8a', 'darkred']) };
+  if (!media || rand.chance(0.4)) return color;
+  if (rand.chance(0.15)) return { gradient: { type: rand.pick(['linear', 'radial'] as const), colors: ['navy', 'gold'] } };
+  return {
+    image: rand.pick(['assets/photo.jpg', 'assets/photo2.jpg']),
+    ...(rand.chance(0.2) && { fit: rand.pick(['contain', 'contain-blur'] as const) }),
+    ...(rand.chance(0.25) && { kenBurns: { zoom: rand.pick(['in', 'out'] as const), ...(rand.chance(0.5) && { pan: rand.pick(['left', 'right', 'up', 'down'] as const) }) } }),
   };
 }
 

@@ -42,7 +42,7 @@ export function lookChain(look: Look, from: string, to: string, g: { label(p: st
   const small = `scale=${Math.max(2, Math.round(w / 8) * 2)}:${Math.max(2, Math.round(h / 8) * 2)}`;
   return [
     `${from}split=2${a}${b}`,
-    `${a}${cover},${small},boxblur=8:2,eq=brightness=-0.08,scale=${w}:${h},format=yuv420p${bg}`,
+    `${a}${cover},${small},boxblur=lr='min(8,min(w,h)/2-1)':lp=2:cr='min(8,min(cw,ch)/2-1)':cp=2,eq=brightness=-0.08,scale=${w}:${h},format=yuv420p${bg}`,
     `${b}${contain}${fg}`,
     `${bg}${fg}overlay=(W-w)/2:(H-h)/2:format=yuv420,format=yuv420p${to}`,
   ];
