@@ -56,6 +56,15 @@ export function startSettler(opts: SettlerOptions) {
 
   const parkedGraceSeconds = opts.parkedGraceSeconds ?? 60;
 
+  /** vgen_video_turnaround_seconds: the settled row's created_at → finished_at (one primary-key read). */
+  const observeTurnaround = (id: string, outcome: 'succeeded' | 'failed') => {
+    const histogram = opts.metrics?.videoTurnaround;
+    if (!histogram) return;
+    void getVideo(db, id).then((row) => {
+      if (row?.finished_at) histogram.observe({ outcome }, Math.max(0, (row.finished_at.getTime() - row.created_at.getTime()) / 1000));
+    }).catch(() => {});
+  };
+
   // Only the process whose UPDATE moved the row tells the event streams (api/video-events.ts).
   const notify = (id: string) =>
     void publishVideoNotice(opts.producer, queue.name, id, { kind: 'status' })
@@ -118,6 +127,7 @@ export function startSettler(opts: SettlerOptions) {
       notify(id);
       opts.webhooks?.settled(id);
       opts.metrics?.videosSettled.inc({ outcome: 'succeeded' });
+      observeTurnaround(id, 'succeeded');
       if (!result.cached) await recordSettledRender(cacheDeps, id, result)
         .catch((err) => log.warn({ err, videoId: id }, 'settler: recording a render in the render cache failed; the next identical render renders again'));
     }
@@ -130,6 +140,7 @@ export function startSettler(opts: SettlerOptions) {
       notify(id);
       opts.webhooks?.settled(id);
       opts.metrics?.videosSettled.inc({ outcome: 'failed' });
+      observeTurnaround(id, 'failed');
     }
     return moved;
   };

@@ -28,6 +28,8 @@ export interface VideoRow {
   cached: boolean;
   created_at: Date;
   updated_at: Date;
+  /** When it reached its terminal state (null while queued or rendering). */
+  finished_at: Date | null;
 }
 
 const UNSETTLED = `status IN ('queued', 'rendering')`;

@@ -59,6 +59,13 @@ export function createApiMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['outcome'] as const,
       registers,
     }),
+    videoTurnaround: new Histogram({
+      name: 'vgen_video_turnaround_seconds',
+      help: 'Submit to terminal state (created_at to finished_at of the row), by outcome: what a user waits, end to end.',
+      labelNames: ['outcome'] as const,
+      buckets: [1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600],
+      registers,
+    }),
     webhookDeliveries: new Counter({
       name: 'vgen_webhook_deliveries_total',
       help: 'Webhook delivery attempts, by outcome.',

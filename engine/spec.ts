@@ -26,6 +26,8 @@ export const LIMITS = {
   maxOverlays: 8,
   maxAudioSeconds: 3600,
   maxAudioFadeSeconds: 10,
+  /** Where a clip's trim may start or end, in seconds into its file. */
+  maxClipSeconds: 3600,
 } as const;
 
 export const TRANSITIONS = [
@@ -96,6 +98,23 @@ export const KenBurns = Type.Object(
   { additionalProperties: false, description: 'A slow zoom (and pan) across the scene.' },
 );
 
+/** A video clip as a scene's background: trimmed, fitted like an image, looped or frozen to fill the scene. */
+export const Clip = Type.Object(
+  {
+    video: Asset,
+    trim: Type.Optional(
+      Type.Object(
+        { from: Type.Number({ minimum: 0, maximum: LIMITS.maxClipSeconds }), to: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: LIMITS.maxClipSeconds })) },
+        { additionalProperties: false, description: 'The part of the clip to show (seconds into the file); default all of it.' },
+      ),
+    ),
+    audio: Type.Optional(Literals(['keep', 'mute'] as const, 'keep mixes the clip\'s own sound into the soundtrack (the music ducks under it); mute (default) drops it.')),
+    fill: Type.Optional(Literals(['loop', 'freeze'] as const, 'When the clip is shorter than the scene: loop it (default) or hold its last frame.')),
+    fit: Type.Optional(Literals(['cover', 'contain', 'contain-blur'] as const, 'As for an image; default cover.')),
+  },
+  { additionalProperties: false },
+);
+
 export const Background = Type.Union([
   Type.Object({ color: Color }, { additionalProperties: false }),
   Type.Object(
@@ -119,6 +138,7 @@ export const Background = Type.Union([
     },
     { additionalProperties: false },
   ),
+  Clip,
 ]);
 
 const Position = Type.Union([
@@ -212,6 +232,7 @@ export type RenderSpec = Static<typeof RenderSpec>;
 export type Scene = Static<typeof Scene>;
 export type TextLayer = Static<typeof Text>;
 export type OverlayLayer = Static<typeof Overlay>;
+export type ClipLayer = Static<typeof Clip>;
 
 /** The output's size in pixels: its preset's, or its width and height (checkSpecRules makes sure there is exactly one). */
 export function outputSize(output: RenderSpec['output']): { width: number; height: number } {
@@ -228,6 +249,15 @@ export function imagesOf(spec: RenderSpec): { ref: string; field: string }[] {
   });
   spec.overlays?.forEach((o, k) => images.push({ ref: o.image, field: `overlays[${k}].image` }));
   return images;
+}
+
+/** Every video clip a spec shows, with the field that names it. */
+export function clipsOf(spec: RenderSpec): { ref: string; field: string; clip: ClipLayer }[] {
+  const clips: { ref: string; field: string; clip: ClipLayer }[] = [];
+  spec.scenes.forEach((s, i) => {
+    if ('video' in s.background) clips.push({ ref: s.background.video, field: `scenes[${i}].background.video`, clip: s.background });
+  });
+  return clips;
 }
 
 const checker = TypeCompiler.Compile(RenderSpec);
@@ -267,7 +297,7 @@ export function totalSeconds(spec: RenderSpec): number {
 
 /** Every asset reference in the spec, in a stable order. */
 export function assetsOf(spec: RenderSpec): string[] {
-  const refs = imagesOf(spec).map((i) => i.ref);
+  const refs = [...imagesOf(spec), ...clipsOf(spec)].map((i) => i.ref);
   if (spec.audio) refs.push(spec.audio.src);
   return [...new Set(refs)];
 }
@@ -294,12 +324,22 @@ export function checkSpecRules(spec: RenderSpec, outbound: OutboundPolicy = STRI
   checkEveryFrameOwned(spec);
   const images = imagesOf(spec);
   for (const { ref, field } of images) checkAssetAddress(ref, field, outbound);
+  const clips = clipsOf(spec);
+  for (const { ref, field, clip } of clips) {
+    checkAssetAddress(ref, field, outbound);
+    const image = images.find((i) => i.ref === ref);
+    if (image) throw new VgenError('spec_invalid', `${field} is also ${image.field}: one file cannot be both an image and a video`, field);
+    const base = field.slice(0, -'.video'.length);
+    if (clip.trim?.to !== undefined && clip.trim.to <= clip.trim.from) throw new VgenError('spec_invalid', `${base}.trim.to must be later than ${base}.trim.from`, `${base}.trim.to`);
+  }
   if (spec.audio) {
     checkAssetAddress(spec.audio.src, 'audio.src', outbound);
     // The worker takes a file by its content: one file cannot be both.
     const src = spec.audio.src;
     const image = images.find((i) => i.ref === src);
     if (image) throw new VgenError('spec_invalid', `audio.src is also ${image.field}: one file cannot be both an image and audio`, 'audio.src');
+    const clip = clips.find((c) => c.ref === src);
+    if (clip) throw new VgenError('spec_invalid', `audio.src is also ${clip.field}: use the clip's audio: 'keep' to hear its sound`, 'audio.src');
     const { trim, start = 0 } = spec.audio;
     if (trim?.to !== undefined && trim.to <= trim.from) throw new VgenError('spec_invalid', 'audio.trim.to must be later than audio.trim.from', 'audio.trim.to');
     if (start >= total) throw new VgenError('spec_invalid', `audio.start must be earlier than the end of the video (${total} s)`, 'audio.start');

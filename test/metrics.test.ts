@@ -74,6 +74,7 @@ const ALLOWED: Record<string, Record<string, (v: string) => boolean>> = {
   vgen_rate_limit_refusals_total: { limit: (v) => ['auth', 'submit', 'active_videos'].includes(v) },
   vgen_videos_settled_total: { outcome: (v) => ['succeeded', 'failed', 'canceled'].includes(v) },
   vgen_webhook_deliveries_total: { outcome: (v) => ['delivered', 'failed'].includes(v) },
+  vgen_video_turnaround_seconds: { outcome: (v) => v === 'succeeded' || v === 'failed' },
   vgen_job_stage_duration_seconds: { stage: (v) => STAGES.includes(v), outcome: (v) => v === 'ok' || v === 'error' },
   vgen_render_realtime_factor: {},
   vgen_uploaded_bytes_total: {},
