@@ -31,6 +31,7 @@ COPY package.json package-lock.json tsconfig.json ./
 COPY bin ./bin
 COPY engine ./engine
 COPY api ./api
+COPY templates ./templates
 COPY worker ./worker
 COPY cli ./cli
 COPY autoscaler ./autoscaler

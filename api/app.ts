@@ -25,6 +25,7 @@ import { opsRoutes } from './ops.js';
 import { uploadReceiveRoutes } from './upload-receive.js';
 import { uploadRoutes } from './uploads.js';
 import { guardStrings, validatorCompiler } from './validation.js';
+import { templateRoutes } from './templates.js';
 import { videoRoutes } from './videos.js';
 import { webhookRoutes } from './webhooks.js';
 
@@ -129,6 +130,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     webhooks: deps.webhooks,
   });
   await app.register(webhookRoutes, { db: deps.db });
+  await app.register(templateRoutes);
 
   await app.register(opsRoutes, { db: deps.db, redis: deps.redis, queue: deps.queue, queueName: config.queueName });
   await app.register(uploadRoutes, {

@@ -5,6 +5,7 @@
 // code of the error (captured by onError), so the routes stay free of metrics.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ApiMetrics, SubmissionOutcome } from '../engine/metrics.js';
+import { templateUsed } from './templates.js';
 
 const errorCodes = new WeakMap<FastifyRequest, string>();
 const SUBMIT_ROUTE = '/v1/videos';
@@ -41,7 +42,8 @@ export function observeRequests(app: FastifyInstance, metrics: ApiMetrics) {
     const code = errorCodes.get(req);
     if (req.method === 'POST' && route === SUBMIT_ROUTE) {
       const outcome = submissionOutcome(status, code, reply.getHeader('idempotent-replayed') === 'true');
-      if (outcome) metrics.submissions.inc({ template: 'none', outcome });
+      // A shipped template's name (set only once its name was recognised), or none: the label stays bounded.
+      if (outcome) metrics.submissions.inc({ template: templateUsed.get(req) ?? 'none', outcome });
     }
     if (status === 429) {
       const limit = refusingLimit(route, code);

@@ -17,6 +17,7 @@ import type { Lane } from '../engine/fairness.js';
 import { claimKey, requestHash, storeResponse } from './idempotency.js';
 import { placeVideoMedia } from './media-sync.js';
 import { queueBreaker } from './queue-health.js';
+import { expandTemplateSubmission, templateUsed } from './templates.js';
 import { checkUploadRefs } from './upload-refs.js';
 import { admitVideo, submitLane, submitRateLimit, type UserQuotas } from './quotas.js';
 import { ErrorBody, VideoBody, VideoSubmission } from './schemas.js';
@@ -115,11 +116,14 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
 
   app.post('/v1/videos', {
     onRequest: perUserRate ? [app.authenticate, perUserRate] : app.authenticate,
+    // `{ template, fields }` becomes the spec it makes before the body is validated (api/templates.ts).
+    preValidation: expandTemplateSubmission,
     bodyLimit: 256 * 1024,
     schema: {
       tags: ['videos'],
       summary: 'Submit a render spec',
       description: 'Accepts the spec and queues a render. With an Idempotency-Key header, a retry returns the first response and creates nothing. '
+        + 'Instead of a spec, the body may name a template and its merge fields, `{ "template": "<name>", "fields": { … } }` (GET /v1/templates lists them): it is expanded on the server and validated like a spec; a bad field is a 400 naming it as fields.<name>, an unknown template a 400 naming template. '
         + 'An optional top-level callbackUrl (https) receives a signed POST of the video object when it succeeds, fails or is canceled (see the webhooks routes). '
         + 'Per user: at most USER_SUBMITS_PER_MINUTE submissions a minute (429 rate_limited) and USER_MAX_ACTIVE_VIDEOS videos queued or rendering at once (429 too_many_active_videos); both answer with Retry-After.',
       security: [{ bearer: [] }],
@@ -159,6 +163,9 @@ export async function videoRoutes(app: FastifyInstance, deps: VideoDeps) {
         // So is the callbackUrl: the same spec sent to another URL is another request.
         const request: unknown[] = lane === 'high' ? [spec, visibility, lane] : [spec, visibility];
         if (callbackUrl !== undefined) request.push({ callbackUrl });
+        // A template submission hashes the spec it expanded to and the template's name.
+        const template = templateUsed.get(req);
+        if (template !== undefined) request.push({ template });
         const prior = await claimKey<VideoBody>(q, userId, key, requestHash(request));
         if (prior) return { body: prior, replayed: true };
       }

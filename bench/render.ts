@@ -5,6 +5,8 @@
 // against its encode floor: x264 encoding that render's own frames, decoded to
 // a raw file beforehand, with the same size, fps, preset and CRF. Then the
 // memory figure: ffmpeg's peak RSS for the largest spec with distinct 8 MP photos.
+// "overhead": the whole worker path for slideshow-kenburns (assets downloaded
+// from an S3-protocol server, render, upload) ÷ the render alone.
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,6 +15,14 @@ import { promisify } from 'node:util';
 import { LIMITS, outputSize, parseSpec, totalSeconds, TRANSITIONS, type RenderSpec } from '../engine/spec.js';
 import { fetchAssets } from '../worker/assets.js';
 import { findFont, renderVideo } from '../worker/ffmpeg.js';
+import S3rver from 's3rver';
+import { loadConfig } from '../engine/config.js';
+import { newId } from '../engine/ids.js';
+import { createLogger } from '../engine/log.js';
+import type { RenderJobData } from '../engine/queue.js';
+import { createStorage } from '../engine/storage.js';
+import { uploadKey } from '../engine/uploads.js';
+import { renderProcessor } from '../worker/render-job.js';
 import type { Figure } from './run.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -67,6 +77,7 @@ export async function* renderBench(args: BenchArgs = {}): AsyncGenerator<Figure>
   const baseline = frames / Math.min(...rawRuns);
   yield { bench: 'render', metric: `hello.json ${width}x${height}, ${frames} frames`, value, unit: 'frames/s', baseline, ratio: value / baseline };
   yield* casesBench(fontFile);
+  yield* overheadBench(fontFile);
   if (!args['skip-memory']) yield* memoryBench(args);
 }
 
@@ -111,15 +122,11 @@ export function benchCases(): { name: string; spec: RenderSpec }[] {
   ];
 }
 
-async function* casesBench(fontFile: string): AsyncGenerator<Figure> {
+export async function* casesBench(fontFile: string): AsyncGenerator<Figure> {
   const dir = await mkdtemp(join(tmpdir(), 'vgen-bench-cases-'));
   try {
     const photos = join(dir, 'assets');
-    await mkdir(photos);
-    for (let i = 1; i <= 5; i++)
-      await run('ffmpeg', ['-f', 'lavfi', '-i', `testsrc2=s=1600x900:r=1,hue=h=${i * 60},noise=alls=10:allf=u`, '-frames:v', '1', '-q:v', '3', join(photos, `p${i}.jpg`)]);
-    await run('ffmpeg', ['-f', 'lavfi', '-i', 'color=c=orange:s=400x160,format=rgba,geq=r=255:g=165:b=0:a=if(between(X\\,10\\,389)*between(Y\\,10\\,149)\\,230\\,0)', '-frames:v', '1', join(photos, 'logo.png')]);
-    await copyFile(join(ROOT, 'assets/music.mp3'), join(photos, 'music.mp3'));
+    await makeCaseAssets(photos);
 
     for (const { name, spec: raw } of benchCases()) {
       const spec = parseSpec(raw);
@@ -149,6 +156,73 @@ async function* casesBench(fontFile: string): AsyncGenerator<Figure> {
       yield { bench: 'render', metric: `${what} realtime_factor`, value: seconds / render, unit: 'x' };
     }
   } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The issue's photos and logo (camera-like detail, made here) and the music, in `photos`. */
+async function makeCaseAssets(photos: string): Promise<void> {
+  await mkdir(photos, { recursive: true });
+  for (let i = 1; i <= 5; i++)
+    await run('ffmpeg', ['-f', 'lavfi', '-i', `testsrc2=s=1600x900:r=1,hue=h=${i * 60},noise=alls=10:allf=u`, '-frames:v', '1', '-q:v', '3', join(photos, `p${i}.jpg`)]);
+  await run('ffmpeg', ['-f', 'lavfi', '-i', 'color=c=orange:s=400x160,format=rgba,geq=r=255:g=165:b=0:a=if(between(X\\,10\\,389)*between(Y\\,10\\,149)\\,230\\,0)', '-frames:v', '1', join(photos, 'logo.png')]);
+  await copyFile(join(ROOT, 'assets/music.mp3'), join(photos, 'music.mp3'));
+}
+
+/**
+ * "overhead": slideshow-kenburns through the worker's own job processor
+ * (worker/render-job.ts) with S3 storage on a local s3rver: its photos and
+ * music are the owner's uploads (upload://…), downloaded from the server;
+ * then the render; then the MP4 and poster uploaded. Against renderVideo
+ * alone on the same files already on disk, runs interleaved, best of three each.
+ */
+export async function* overheadBench(fontFile: string): AsyncGenerator<Figure> {
+  const dir = await mkdtemp(join(tmpdir(), 'vgen-bench-overhead-'));
+  const bucket = 'vgen-bench';
+  const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: join(dir, 's3'), configureBuckets: [{ name: bucket }] });
+  try {
+    const { port } = await server.run();
+    const endpoint = `http://127.0.0.1:${port}`;
+    const config = loadConfig({
+      ...process.env,
+      STORAGE: 's3', S3_BUCKET: bucket, S3_ENDPOINT: endpoint, S3_FORCE_PATH_STYLE: 'true', S3_REGION: 'us-east-1',
+      CDN_BASE_URL: `${endpoint}/${bucket}`, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      WORK_DIR: dir, X264_PRESET: 'veryfast',
+    });
+    // The AWS SDK reads its credentials from the environment (s3rver accepts these).
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
+    const storage = createStorage(config);
+    const photos = join(dir, 'assets');
+    await makeCaseAssets(photos);
+    const { spec: local } = benchCases().find((c) => c.name === 'slideshow-kenburns')!;
+    // The same spec with every asset an upload of its owner's.
+    const userId = newId('usr');
+    const refs = new Map<string, string>();
+    for (const [file, type] of [...[1, 2, 3, 4, 5].map((i) => [`p${i}.jpg`, 'image/jpeg'] as const), ['music.mp3', 'audio/mpeg'] as const]) {
+      const id = newId('upl');
+      await storage.put(uploadKey(userId, id), join(photos, file), type);
+      refs.set(`assets/${file}`, `upload://${id}`);
+    }
+    const remote = JSON.parse(JSON.stringify(local), (key, value) => (typeof value === 'string' && refs.has(value) ? refs.get(value) : value)) as RenderSpec;
+    const spec = parseSpec(local);
+    const processor = renderProcessor({ config, storage, fontFile, log: createLogger('silent') });
+    const job = (videoId: string) => ({
+      id: videoId, data: { videoId, spec: remote, userId } as unknown as RenderJobData, progress: 0, attemptsMade: 0,
+      attemptsStarted: 1, updateProgress: async () => {},
+    });
+    const whole: number[] = [];
+    const alone: number[] = [];
+    for (let k = 0; k < 3; k++) {
+      whole.push(await timed(() => processor(job(newId('vid')) as never, undefined)));
+      const work = await mkdtemp(join(dir, 'job-'));
+      const assets = await fetchAssets(spec, work, { assetsDir: photos });
+      alone.push(await timed(() => renderVideo({ spec, assets, workDir: work, fontFile, preset: 'veryfast' })));
+      await rm(work, { recursive: true, force: true });
+    }
+    const [w, r] = [Math.min(...whole), Math.min(...alone)];
+    yield { bench: 'render', metric: 'slideshow-kenburns overhead (download from S3 + render + upload ÷ render)', value: w, unit: 's', baseline: r, ratio: w / r };
+  } finally {
+    await server.close();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -17,7 +17,7 @@ export type Env = Record<string, string | undefined>;
  * Largest image a worker decodes: 40 MP (a 48 MP phone photo must be resized)
  * and 8,192 px a side. Decoding a 40 MP PNG takes ffmpeg ~220 MiB (docs/operations.md).
  */
-export const ASSET_LIMIT_DEFAULTS = { maxPixels: 40_000_000, maxSide: 8192 } as const;
+export const ASSET_LIMIT_DEFAULTS = { maxPixels: 40_000_000, maxSide: 8192, maxSeconds: 600 } as const;
 
 export function read(env: Env, name: string): string | undefined {
   const v = env[name]?.trim();
@@ -161,6 +161,8 @@ export function loadConfig(env: Env = process.env) {
       /** Images over either limit are refused before rendering (decompression bombs). */
       maxAssetPixels: int(env, 'MAX_ASSET_PIXELS', ASSET_LIMIT_DEFAULTS.maxPixels, 4096, 1_000_000_000),
       maxAssetSide: int(env, 'MAX_ASSET_SIDE', ASSET_LIMIT_DEFAULTS.maxSide, 64, 65_535),
+      /** Video clips longer than this (seconds) are refused before rendering. */
+      maxAssetSeconds: int(env, 'MAX_ASSET_SECONDS', ASSET_LIMIT_DEFAULTS.maxSeconds, 1, 3600),
     },
     autoscaler: autoscalerConfig(env),
     /** OUTBOUND_ALLOW: private hosts and ranges asset downloads and webhooks may reach (development and tests only; logged at start). */

@@ -38,7 +38,7 @@ export function createApiMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     submissions: new Counter({
       name: 'vgen_submissions_total',
-      help: 'POST /v1/videos answers, by template ("none" until templates exist) and outcome.',
+      help: 'POST /v1/videos answers, by template (its name for a template submission, "none" for a raw spec) and outcome.',
       labelNames: ['template', 'outcome'] as const,
       registers,
     }),

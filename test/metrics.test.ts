@@ -31,6 +31,7 @@ import { connectRedis, whenReady } from '../engine/redis.js';
 import { startWorker, type RunningWorker } from '../worker/main.js';
 import { until } from './lifecycle-helpers.js';
 import { configFrom, onCleanup, ownRedis, registerUser, runCleanups, smallSpec, tempDir, testEnv, uniqueQueue, REDIS_URL } from './helpers.js';
+import { TEMPLATE_NAMES } from '../templates/index.js';
 
 after(runCleanups);
 
@@ -69,7 +70,7 @@ const ALLOWED: Record<string, Record<string, (v: string) => boolean>> = {
     route: (v) => v === 'unmatched' || /^\/[A-Za-z0-9_/:.*-]*$/.test(v),
     status_class: (v) => /^[1-5]xx$/.test(v),
   },
-  vgen_submissions_total: { template: (v) => v === 'none', outcome: (v) => ['accepted', 'replayed', 'invalid', 'rate_limited', 'quota_exceeded', 'unavailable'].includes(v) },
+  vgen_submissions_total: { template: (v) => v === 'none' || TEMPLATE_NAMES.includes(v), outcome: (v) => ['accepted', 'replayed', 'invalid', 'rate_limited', 'quota_exceeded', 'unavailable'].includes(v) },
   vgen_sse_connections: {},
   vgen_rate_limit_refusals_total: { limit: (v) => ['auth', 'submit', 'active_videos'].includes(v) },
   vgen_videos_settled_total: { outcome: (v) => ['succeeded', 'failed', 'canceled'].includes(v) },

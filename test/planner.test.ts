@@ -67,7 +67,7 @@ describe('still scenes', () => {
 
   test('the video stops at the timeline; the poster is its frame at 1 s', () => {
     assert.ok(p.filter.includes(`trim=end_frame=${p.frames}[vout]`));
-    assert.ok(p.filter.includes('trim=start_frame=30:end_frame=31[poster]'));
+    assert.ok(p.filter.includes('trim=start_frame=30:end_frame=31,scale,format=yuvj420p[poster]'));
     assert.deepEqual(p.posterOptions.slice(0, 4), ['-map', '[poster]', '-frames:v', '1']);
   });
 

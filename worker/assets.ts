@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { ASSET_LIMIT_DEFAULTS } from '../engine/config.js';
 import { RenderError } from '../engine/errors.js';
 import { outboundRequest, OutboundRefused, shownUrl as shown, type OutboundOptions } from '../engine/outbound.js';
-import { assetsOf, imagesOf, type RenderSpec } from '../engine/spec.js';
+import { assetsOf, clipsOf, imagesOf, type RenderSpec } from '../engine/spec.js';
 import { checkAsset, type AssetLimits } from './probe.js';
 import { fetchUpload, type UploadSource } from './uploaded.js';
 
@@ -21,7 +21,19 @@ import { fetchUpload, type UploadSource } from './uploaded.js';
  * A fetched, probed asset. `width`/`height` (images) and `seconds` (audio)
  * are what the probe read; the render planner uses them (worker/planner/).
  */
-export type LocalAsset = { path: string; kind: 'image' | 'audio'; format: string; width?: number; height?: number; seconds?: number };
+export type LocalAsset = {
+  path: string;
+  kind: 'image' | 'audio' | 'video';
+  format: string;
+  width?: number;
+  height?: number;
+  seconds?: number;
+  /** Video: whether the clip has a sound track (worker/probe.ts). */
+  hasAudio?: boolean;
+};
+
+/** Containers that hold either sound alone or a video: what they are is decided by their streams (worker/probe.ts). */
+const AV_CONTAINERS = new Set(['mov', 'matroska']);
 
 /**
  * `policy` (OUTBOUND_ALLOW, config.outboundAllow) is the only way to admit a
@@ -66,6 +78,9 @@ export async function fetchAssets(spec: RenderSpec, workDir: string, opts: Fetch
       try {
         const asset = await fetchOne(ref, join(dir, String(i)), { ...opts, signal });
         const kind = wanted.get(ref);
+        // An MP4, MOV or WebM used as a clip is probed as a video: the probe
+        // refuses it if it has no video stream; used as music, if it has one.
+        if (kind === 'video' && AV_CONTAINERS.has(asset.format)) asset.kind = 'video';
         if (asset.kind !== kind) throw new RenderError('asset_invalid', `${ref} is ${article(asset.kind)} file but is used as ${kind}`, false);
         // Its first bytes said what it is; ffprobe checks the rest and the picture size.
         // One probe at a time: each may hold a decoded picture of up to MAX_ASSET_PIXELS.
@@ -88,14 +103,18 @@ export async function fetchAssets(spec: RenderSpec, workDir: string, opts: Fetch
 function kindsWanted(spec: RenderSpec): Map<string, LocalAsset['kind']> {
   const kinds = new Map<string, LocalAsset['kind']>();
   for (const { ref } of imagesOf(spec)) kinds.set(ref, 'image');
+  for (const { ref } of clipsOf(spec)) {
+    if (kinds.get(ref) === 'image') throw new RenderError('asset_invalid', `${ref} is used both as an image and as a video`, false);
+    kinds.set(ref, 'video');
+  }
   if (spec.audio) {
-    if (kinds.has(spec.audio.src)) throw new RenderError('asset_invalid', `${spec.audio.src} is used both as an image and as audio`, false);
+    if (kinds.has(spec.audio.src)) throw new RenderError('asset_invalid', `${spec.audio.src} is used both as ${article(kinds.get(spec.audio.src)!)} and as audio`, false);
     kinds.set(spec.audio.src, 'audio');
   }
   return kinds;
 }
 
-const article = (kind: string) => (kind === 'image' ? 'an image' : 'an audio');
+const article = (kind: string) => (kind === 'image' ? 'an image' : kind === 'video' ? 'a video' : 'an audio');
 
 type Opts = FetchAssetsOptions & { signal: AbortSignal };
 
@@ -108,7 +127,7 @@ async function fetchOne(ref: string, base: string, opts: Opts): Promise<LocalAss
   else throw new RenderError('asset_forbidden', `${ref} is neither an https:// URL, assets/<name> nor upload://<id>`, false);
 
   const sniffed = sniff(await readHead(part));
-  if (!sniffed) throw new RenderError('asset_invalid', `${ref} is not a supported image (JPEG, PNG, WebP) or audio (MP3, WAV, OGG, FLAC, M4A) file`, false);
+  if (!sniffed) throw new RenderError('asset_invalid', `${ref} is not a supported image (JPEG, PNG, WebP), audio (MP3, WAV, OGG, FLAC, M4A) or video (MP4, MOV, WebM) file`, false);
   // image2 picks its decoder from the file extension, so the name must match the content.
   const path = `${base}.${sniffed.ext}`;
   await rename(part, path);
@@ -202,7 +221,8 @@ async function readHead(path: string): Promise<Buffer> {
 type Sniffed = { kind: LocalAsset['kind']; format: string; ext: string };
 
 // ISO-BMFF brands of audio/video files; HEIF/AVIF images share the ftyp box
-// and are left out on purpose.
+// and are left out on purpose. An ftyp file (and a WebM) is audio until used
+// as a clip: then the probe decides by its streams (fetchAssets).
 const MP4_BRANDS = new Set(['M4A ', 'M4B ', 'M4V ', 'mp41', 'mp42', 'isom', 'iso2', 'iso4', 'iso5', 'iso6', 'dash', 'qt  ']);
 
 /**
@@ -219,6 +239,7 @@ export function sniff(head: Buffer): Sniffed | undefined {
   if (ascii(0, 4) === 'OggS') return { kind: 'audio', format: 'ogg', ext: 'ogg' };
   if (ascii(0, 4) === 'fLaC') return { kind: 'audio', format: 'flac', ext: 'flac' };
   if (ascii(4, 8) === 'ftyp' && MP4_BRANDS.has(ascii(8, 12))) return { kind: 'audio', format: 'mov', ext: 'm4a' };
+  if (head[0] === 0x1a && head[1] === 0x45 && head[2] === 0xdf && head[3] === 0xa3) return { kind: 'audio', format: 'matroska', ext: 'webm' };
   if (ascii(0, 3) === 'ID3' || isMp3FrameHeader(head)) return { kind: 'audio', format: 'mp3', ext: 'mp3' };
   return undefined;
 }

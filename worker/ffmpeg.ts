@@ -27,7 +27,7 @@ export { planTimeline, type Slot } from '../engine/timeline.js';
 // Every ffmpeg and ffprobe this process starts dies with it (see ffmpeg-guard.ts).
 useGuardedTools(ffmpeg);
 
-const REQUIRED_FILTERS = ['xfade', 'drawtext', 'zoompan', 'gradients', 'tpad', 'boxblur', 'alimiter'];
+const REQUIRED_FILTERS = ['xfade', 'drawtext', 'zoompan', 'gradients', 'tpad', 'boxblur', 'alimiter', 'sidechaincompress'];
 const REQUIRED_ENCODERS = ['libx264', 'aac'];
 const INSTALL_HINT = 'install it with `apt-get install ffmpeg` (or set FFMPEG_PATH/FFPROBE_PATH)';
 

@@ -5,6 +5,7 @@
 // (and being retried) inside the render.
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { ASSET_LIMIT_DEFAULTS } from '../engine/config.js';
 import { RenderError } from '../engine/errors.js';
 import type { LocalAsset } from './assets.js';
 import { ExifBudget, jpegProblem, webpProblem } from './exif.js';
@@ -15,7 +16,15 @@ export type AssetLimits = {
   maxPixels: number;
   /** Longest side of an image in pixels (MAX_ASSET_SIDE). */
   maxSide: number;
+  /** Longest video clip in seconds (MAX_ASSET_SECONDS); default ASSET_LIMIT_DEFAULTS.maxSeconds. */
+  maxSeconds?: number;
 };
+
+/**
+ * A clip's frame may be at most UHD (3840×2160 pixels, either way round): every
+ * frame of it is decoded, so the image limit (one picture) is far too lax.
+ */
+export const MAX_VIDEO_PIXELS = 3840 * 2160;
 
 const PROBE_TIMEOUT_MS = 15_000;
 
@@ -73,7 +82,7 @@ export function pngChunkProblem(bytes: Uint8Array, limits: typeof PNG_CHUNK_LIMI
 }
 
 /** What the probe read: an image's size, an audio file's length (0 when ffprobe could not tell). */
-export type AssetFacts = { width: number; height: number } | { seconds: number };
+export type AssetFacts = { width: number; height: number } | { seconds: number } | { width: number; height: number; seconds: number; hasAudio: boolean };
 
 /**
  * Throws asset_invalid (not retryable) unless ffprobe reads `asset` as the kind
@@ -99,12 +108,13 @@ export async function checkAsset(ref: string, asset: LocalAsset, limits: AssetLi
   // Probing is itself decoding: the same whitelist and forced format as the
   // render, -max_pixels so the probe cannot be the bomb's victim, and a deadline.
   const format = asset.kind === 'image' ? ['-f', 'image2', '-pattern_type', 'none'] : ['-f', asset.format];
-  // Audio: count the packets (a demux of the whole file, no decoding): a WAV
-  // or FLAC with a header and no samples has an audio stream and none.
-  const count = asset.kind === 'audio' ? ['-count_packets'] : [];
+  // Audio and video: count the packets (a demux of the whole file, no
+  // decoding): a WAV or FLAC with a header and no samples has an audio stream
+  // and none; a cut-off MP4 has fewer packets than its index promises.
+  const count = asset.kind !== 'image' ? ['-count_packets'] : [];
   const args = [
     '-v', 'error', '-protocol_whitelist', 'file,pipe', ...format, '-max_pixels', String(limits.maxPixels), ...count,
-    '-show_entries', 'stream=codec_type,width,height,nb_read_packets:format=duration', '-of', 'json', asset.path,
+    '-show_entries', 'stream=codec_type,width,height,nb_frames,nb_read_packets:stream_disposition=attached_pic:format=duration', '-of', 'json', asset.path,
   ];
   let stdout: string;
   let stderr: string;
@@ -124,8 +134,12 @@ export async function checkAsset(ref: string, asset: LocalAsset, limits: AssetLi
     throw invalid(`is not a readable ${asset.kind} file (${firstLine(e.stderr)})`);
   }
 
-  const parsed = JSON.parse(stdout || '{}') as { streams?: { codec_type?: string; width?: number; height?: number; nb_read_packets?: string }[]; format?: { duration?: string } };
+  const parsed = JSON.parse(stdout || '{}') as { streams?: ProbedStream[]; format?: { duration?: string } };
   const streams = parsed.streams ?? [];
+  // A cover picture in an M4A is a video stream that is not a video.
+  const moving = streams.filter((s) => s.codec_type === 'video' && !s.disposition?.attached_pic);
+  if (asset.kind === 'video') return videoFacts(moving, streams, Number(parsed.format?.duration) || 0, stderr, limits, invalid);
+  if (asset.kind === 'audio' && moving.length > 0) throw invalid('is a video file but is used as audio (give it as a scene\'s background.video with audio: \'keep\')');
   if (asset.kind === 'audio') {
     const audio = streams.filter((s) => s.codec_type === 'audio');
     if (audio.length === 0) throw invalid('has no audio stream');
@@ -142,6 +156,33 @@ export async function checkAsset(ref: string, asset: LocalAsset, limits: AssetLi
   if (width > limits.maxSide || height > limits.maxSide) throw invalid(`is ${width}×${height} pixels; an image side may be at most ${limits.maxSide} pixels`);
   if (width * height > limits.maxPixels) throw invalid(`is ${width}×${height} pixels; images may have at most ${limits.maxPixels} pixels`);
   return { width, height };
+}
+
+type ProbedStream = { codec_type?: string; width?: number; height?: number; nb_frames?: string; nb_read_packets?: string; disposition?: { attached_pic?: number } };
+
+/**
+ * A clip: one readable video stream within the size and length limits, every
+ * packet its index promises present (a truncated upload is refused here, not
+ * halfway through a render), and no complaint from the demuxer.
+ */
+function videoFacts(video: ProbedStream[], streams: ProbedStream[], seconds: number, stderr: string, limits: AssetLimits, invalid: (why: string) => RenderError) {
+  const v = video[0];
+  if (!v) throw invalid('has no video stream');
+  const [width, height] = [v.width ?? 0, v.height ?? 0];
+  if (width === 0 || height === 0) throw invalid('has a video stream of unknown size');
+  if (width * height > MAX_VIDEO_PIXELS || Math.max(width, height) > 3840)
+    throw invalid(`is a ${width}×${height} video; a clip may be at most 3840×2160 pixels`);
+  const maxSeconds = limits.maxSeconds ?? ASSET_LIMIT_DEFAULTS.maxSeconds;
+  if (!(seconds > 0)) throw invalid('is a video of unknown length');
+  if (seconds > maxSeconds) throw invalid(`lasts ${Math.round(seconds)} s; a clip may last at most ${maxSeconds} s`);
+  const read = Number(v.nb_read_packets ?? 0);
+  if (read === 0) throw invalid('has no video frames');
+  const promised = Number(v.nb_frames ?? 0);
+  if (promised > read || /partial file|Invalid NAL|corrupt|truncat/i.test(stderr))
+    throw invalid(`is truncated or damaged (${promised > read ? `${read} of ${promised} frames present` : firstLine(stderr)})`);
+  if (stderr.trim() !== '') throw invalid(`could not be read as a video (${firstLine(stderr)})`);
+  const hasAudio = streams.some((s) => s.codec_type === 'audio' && Number(s.nb_read_packets) > 0);
+  return { width, height, seconds, hasAudio };
 }
 
 /** ffprobe's first complaint, without the `[png @ 0x…]` prefix or our own paths. */

@@ -141,7 +141,7 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
     try {
       // The queue is an API boundary too: anything could have enqueued this.
       const spec = checkedSpec(job.data.spec, config.outboundAllow);
-      const limits = { maxPixels: config.worker.maxAssetPixels, maxSide: config.worker.maxAssetSide };
+      const limits = { maxPixels: config.worker.maxAssetPixels, maxSide: config.worker.maxAssetSide, maxSeconds: config.worker.maxAssetSeconds };
       const w = weights ?? stageWeights(spec);
       const fetched = progress.stage(...w.fetch);
       const assets = await timed('download', () => fetchAssets(spec, dir, {

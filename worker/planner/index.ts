@@ -18,8 +18,9 @@ import { mp4Options, posterFrame, posterOptions } from './output.js';
 import { overlayAt } from './overlay.js';
 import { composeScene } from './scene.js';
 import type { TextFile } from './text.js';
-import { joinScenes, overlapOut } from './transitions.js';
-import type { PlanAssets, PlanOptions, RenderPlan } from './types.js';
+import { convertTo, joinScenes, overlapOut } from './transitions.js';
+import type { ClipAudio } from './clip.js';
+import type { FitPass, PlanAssets, PlanOptions, RenderPlan } from './types.js';
 
 export type { FfmpegInput, FitPass, LoudnessPass, PlanOptions, RenderPlan } from './types.js';
 export { filterValue, wrapCaption } from './text.js';
@@ -36,7 +37,9 @@ export function plan(spec: RenderSpec, assets: PlanAssets, opts: PlanOptions): R
   const g = new Graph();
   const looks = new ImageLooks(g);
   const textFiles: TextFile[] = [];
-  const ctx = { g, looks, width, height, fps, opts, textFiles };
+  const maxPixels = opts.maxPixels ?? ASSET_LIMIT_DEFAULTS.maxPixels;
+  const clips = { g, width, height, fps, workDir: opts.workDir, maxPixels, assets, passes: [] as FitPass[], sounds: [] as ClipAudio[] };
+  const ctx = { g, looks, width, height, fps, opts, textFiles, clips };
 
   const parts = spec.scenes.map((scene, i) => composeScene(i, scene, timeline[i]!, overlapOut(timeline, i), ctx));
   let video = joinScenes(spec, timeline, parts, g);
@@ -48,20 +51,22 @@ export function plan(spec: RenderSpec, assets: PlanAssets, opts: PlanOptions): R
   const [main, still] = g.fanOut(video, 2, 'out');
   const p = posterFrame(frames, fps);
   g.add(`${main}trim=end_frame=${frames}[vout]`);
-  g.add(`${still}trim=start_frame=${p}:end_frame=${p + 1}[poster]`);
+  // The JPEG encoder wants yuvj420p: converted here, after the trim, so the
+  // poster costs one frame's conversion and does not pull the graph's format.
+  g.add(`${still}trim=start_frame=${p}:end_frame=${p + 1},${convertTo('yuvj420p')}[poster]`);
 
   // Images once every use is known, so each file is decoded once; then the music.
   const fits = looks.resolve(assets, {
     workDir: opts.workDir,
-    maxPixels: opts.maxPixels ?? ASSET_LIMIT_DEFAULTS.maxPixels,
+    maxPixels,
     inlinePixels: opts.inlinePixels ?? INLINE_PIXELS_DEFAULT,
   });
-  const measure = opts.loudness === undefined ? loudnessPass(spec, assets, seconds) : undefined;
-  addAudio(spec, assets, seconds, opts.loudness, g);
+  const measure = opts.loudness === undefined ? loudnessPass(spec, assets, seconds, clips.sounds) : undefined;
+  addAudio(spec, assets, seconds, opts.loudness, g, clips.sounds);
 
   return {
     width, height, fps,
-    fits,
+    fits: [...fits, ...clips.passes],
     ...(measure && { loudness: measure }),
     inputs: g.inputs,
     filter: g.toString(),

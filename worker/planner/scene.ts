@@ -3,12 +3,14 @@
 // the loop filter: its text is drawn and its overlays blended once, not on
 // every frame. A Ken Burns scene is drawn every frame (zoompan on an image
 // twice the output size, so the crop moves in half-pixel steps and does not
-// jitter), with its layers drawn on each frame. Later layer kinds (video
-// clips) slot in here: a layer is either still or moving.
+// jitter), with its layers drawn on each frame; so is a video clip scene
+// (worker/planner/clip.ts). A layer is either still or moving.
 import type { Scene } from '../../engine/spec.js';
 import type { Slot } from '../../engine/timeline.js';
 import type { Graph } from './graph.js';
 import type { ImageLooks } from './fit.js';
+import { clipFrames, type ClipAudio, type ClipContext } from './clip.js';
+import type { FitPass } from './types.js';
 import { captionLayer, drawText, ffmpegColor, type TextFile } from './text.js';
 import { overlayAt } from './overlay.js';
 import type { PlanOptions } from './types.js';
@@ -21,6 +23,8 @@ export type SceneContext = {
   fps: number;
   opts: PlanOptions;
   textFiles: TextFile[];
+  /** What video clip scenes need: their assets, and where their passes and kept sound go. */
+  clips: ClipContext & { passes: FitPass[]; sounds: ClipAudio[] };
 };
 
 /**
@@ -43,8 +47,12 @@ export function composeScene(i: number, scene: Scene, slot: Slot, overlapOut: nu
   const overlapIn = slot.overlap;
   const own = slot.frames - overlapIn - overlapOut;
   const parts: ('head' | 'own' | 'tail')[] = [...(overlapIn > 0 ? ['head' as const] : []), 'own', ...(overlapOut > 0 ? ['tail' as const] : [])];
-  const moving = 'image' in scene.background && scene.background.kenBurns !== undefined;
-  const source = moving ? movingScene(i, scene, slot.frames, ctx) : stillScene(i, scene, ctx);
+  const bg = scene.background;
+  const clip = 'video' in bg;
+  const moving = clip || ('image' in bg && bg.kenBurns !== undefined);
+  const source = clip
+    ? drawLayers(i, scene, clipFrames(i, bg, slot, ctx.clips, ctx.clips.passes, ctx.clips.sounds), ctx)
+    : moving ? movingScene(i, scene, slot.frames, ctx) : stillScene(i, scene, ctx);
   const outs = g.fanOut(source, parts.length, `sc${i}_`);
   const result: Partial<SceneParts> = {};
   parts.forEach((part, k) => {
@@ -105,8 +113,10 @@ function background(scene: Scene, ctx: SceneContext, count: number): string {
     g.add(`color=c=${ffmpegColor(bg.color)}:s=${width}x${height}:r=${fps},format=yuv420p,setsar=1,trim=end_frame=${count}${out}`);
   } else if ('gradient' in bg) {
     g.add(`${gradient(bg.gradient, width, height, fps)},format=yuv420p,setsar=1,trim=end_frame=${count}${out}`);
-  } else {
+  } else if ('image' in bg) {
     return ctx.looks.use(bg.image, { kind: 'frame', fit: bg.fit ?? 'cover', width, height });
+  } else {
+    throw new Error('a clip scene is not still');
   }
   return out;
 }
