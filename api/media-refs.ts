@@ -5,7 +5,7 @@
 // The rule that keeps a referenced object from being deleted:
 //  1. An object is deleted only by purgeMedia (api/media-sync.ts), and only
 //     after a check, under the key's lock (below), that no videos row
-//     references it (video_key or poster_key). A key still referenced has its
+//     references it (video_key, poster_key or preview_key). A key still referenced has its
 //     media_deletions entry forgotten instead: whichever row lets go of it
 //     last records it again (2).
 //  2. Every transaction that makes a row let go of keys (placeMedia: a
@@ -31,12 +31,13 @@ export async function lockMediaKeys(q: Queryable, keys: readonly string[]): Prom
     await q.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MEDIA_KEY_LOCK_CLASS, key]);
 }
 
-/** The keys among `keys` some video row still points at (uses videos_video_key / videos_poster_key). */
+/** The keys among `keys` some video row still points at (uses videos_video_key / videos_poster_key / videos_preview_key). */
 export async function referencedKeys(q: Queryable, keys: readonly string[]): Promise<Set<string>> {
   if (!keys.length) return new Set();
   const rows = await q.query<{ key: string }>(
     `SELECT k AS key FROM unnest($1::text[]) AS k
-     WHERE EXISTS (SELECT 1 FROM videos WHERE video_key = k) OR EXISTS (SELECT 1 FROM videos WHERE poster_key = k)`,
+     WHERE EXISTS (SELECT 1 FROM videos WHERE video_key = k) OR EXISTS (SELECT 1 FROM videos WHERE poster_key = k)
+        OR EXISTS (SELECT 1 FROM videos WHERE preview_key = k)`,
     [keys],
   );
   return new Set(rows.map((r) => r.key));

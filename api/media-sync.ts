@@ -22,11 +22,11 @@ import { isPrivateKey, movedKey, newRenderId, type Storage } from '../engine/sto
 import { lockMediaKeys, referencedKeys } from './media-refs.js';
 import { forgetMediaDeletions, lockVideo, pendingMediaDeletions, replaceMediaKeys, type VideoRow } from './video-store.js';
 
-/** True when the row's files are where its visibility wants them (or it has none yet). */
+/** True when the row's files (MP4, poster, preview if any) are where its visibility wants them (or it has none yet). */
 export function mediaPlaced(row: VideoRow): boolean {
   if (!row.video_key || !row.poster_key) return true;
   const wantPrivate = row.visibility === 'private';
-  return isPrivateKey(row.video_key) === wantPrivate && isPrivateKey(row.poster_key) === wantPrivate;
+  return [row.video_key, row.poster_key, row.preview_key].every((k) => k === null || isPrivateKey(k) === wantPrivate);
 }
 
 /**
@@ -38,7 +38,7 @@ async function placeMedia(q: Queryable, storage: Storage, row: VideoRow, copied:
   if (mediaPlaced(row)) return row;
   const renderId = newRenderId();
   const wantPrivate = row.visibility === 'private';
-  const from = [row.video_key!, row.poster_key!];
+  const from = [row.video_key!, row.poster_key!, ...(row.preview_key ? [row.preview_key] : [])];
   // Named after this row, not the key's video: a shared file (a cache hit) may be another video's.
   const to = from.map((k) => (isPrivateKey(k) === wantPrivate ? k : movedKey(k, row.visibility, renderId, row.id)));
   for (let i = 0; i < from.length; i++) {
@@ -49,7 +49,7 @@ async function placeMedia(q: Queryable, storage: Storage, row: VideoRow, copied:
   const oldKeys = from.filter((k, i) => to[i] !== k);
   // Held to the commit, so a purge checking these keys runs wholly before or after this move (api/media-refs.ts).
   await lockMediaKeys(q, oldKeys);
-  return replaceMediaKeys(q, row.id, { videoKey: to[0]!, posterKey: to[1]! }, oldKeys);
+  return replaceMediaKeys(q, row.id, { videoKey: to[0]!, posterKey: to[1]!, previewKey: to[2] ?? null }, oldKeys);
 }
 
 /**

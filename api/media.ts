@@ -18,8 +18,8 @@ export interface MediaOptions {
   signingKey: Buffer;
 }
 
-/** Only keys the storage layer writes: no folders, dot files or other names. */
-const KEY = /^(?:private\/)?videos\/[A-Za-z0-9_-]{1,64}\/[A-Za-z0-9_-]{1,64}\.(?:mp4|jpg)$/;
+/** Only keys the storage layer writes (MP4, JPEG poster, WebP preview; the type follows the extension): no folders, dot files or other names. */
+const KEY = /^(?:private\/)?videos\/[A-Za-z0-9_-]{1,64}\/[A-Za-z0-9_-]{1,64}\.(?:mp4|jpg|webp)$/;
 
 const NOT_FOUND = JSON.stringify({ error: { code: 'not_found', message: 'no such file' } });
 

@@ -5,7 +5,8 @@
 // settle transaction checks the claim against the database, with this video's
 // row locked FOR UPDATE and the source's FOR SHARE (so the source cannot move
 // its files until this transaction ends):
-//   - the source row is succeeded and still points at exactly those keys,
+//   - the source row is succeeded and still points at exactly those keys
+//     (its preview's too: none, or the same one),
 //   - this video may see them: same owner, or a public source whose files are
 //     at public keys (a private render is never shared across users),
 //   - its spec is the same (canonical form), and
@@ -58,12 +59,18 @@ export async function verifiedSource(q: Queryable, video: VideoRow, result: Rend
   const [source] = await q.query<VideoRow>('SELECT * FROM videos WHERE id = $1 FOR SHARE', [sourceId]);
   if (!source || source.status !== 'succeeded' || !source.video_key || !source.poster_key) return null;
   if (source.video_key !== result.videoKey || source.poster_key !== result.posterKey) return null;
-  const publicFiles = !isPrivateKey(source.video_key) && !isPrivateKey(source.poster_key);
+  if ((source.preview_key ?? undefined) !== result.previewKey) return null;
+  const publicFiles = sourceKeys(source).every((k) => !isPrivateKey(k));
   if (source.user_id !== video.user_id && !(source.visibility === 'public' && publicFiles)) return null;
   if (canonicalJson(source.spec) !== canonicalJson(video.spec)) return null;
-  if (await pendingDeletion(q, [source.video_key, source.poster_key])) return null;
+  // Belt and braces: the spec is part of the cache key, so a spec with a preview never finds an entry without one.
+  if (video.spec.output.preview && !source.preview_key) return null;
+  if (await pendingDeletion(q, sourceKeys(source))) return null;
   return source;
 }
+
+/** A settled row's files: the MP4, the poster and the preview if it has one. */
+const sourceKeys = (row: VideoRow): string[] => [row.video_key!, row.poster_key!, ...(row.preview_key ? [row.preview_key] : [])];
 
 /**
  * Settle a video from a cache hit, or send its job back to render for real.
@@ -87,8 +94,8 @@ export async function settleCachedResult(deps: RenderCacheSettleDeps, id: string
     // would keep serving for as long as this video lives. A user's own renders
     // are shared (the files stay public only while one of their videos is).
     const keys = source.user_id === row.user_id || !storage
-      ? { videoKey: source.video_key!, posterKey: source.poster_key! }
-      : await ownCopies(storage, row, [source.video_key!, source.poster_key!], copied);
+      ? { videoKey: source.video_key!, posterKey: source.poster_key!, ...(source.preview_key && { previewKey: source.preview_key }) }
+      : await ownCopies(storage, row, sourceKeys(source), copied);
     const settled = await settleSucceeded(q, row.id, {
       ...keys,
       durationMs: source.duration_ms ?? result.durationMs, width: source.width ?? result.width, height: source.height ?? result.height,
@@ -129,14 +136,15 @@ export async function settleCachedResult(deps: RenderCacheSettleDeps, id: string
 }
 
 /** Copies of another user's files under new keys of this video (prefix per its visibility); `copied` lists them for cleanup. */
-async function ownCopies(storage: Storage, row: VideoRow, from: [string, string], copied: string[]): Promise<{ videoKey: string; posterKey: string }> {
+async function ownCopies(storage: Storage, row: VideoRow, from: string[], copied: string[]): Promise<{ videoKey: string; posterKey: string; previewKey?: string }> {
   const renderId = newRenderId();
-  const [videoKey, posterKey] = from.map((k) => movedKey(k, row.visibility, renderId, row.id)) as [string, string];
-  await storage.copy(from[0], videoKey);
-  copied.push(videoKey);
-  await storage.copy(from[1], posterKey);
-  copied.push(posterKey);
-  return { videoKey, posterKey };
+  const to = from.map((k) => movedKey(k, row.visibility, renderId, row.id));
+  for (let i = 0; i < from.length; i++) {
+    await storage.copy(from[i]!, to[i]!);
+    copied.push(to[i]!);
+  }
+  const [videoKey, posterKey, previewKey] = to as [string, string, string | undefined];
+  return { videoKey, posterKey, ...(previewKey && { previewKey }) };
 }
 
 /** Drop the stale entry and put the job back in the queue to render without the cache. */
@@ -164,7 +172,7 @@ export async function recordSettledRender(deps: RenderCacheSettleDeps, id: strin
   const row = await getVideo(deps.db, id);
   if (!row || row.status !== 'succeeded' || row.cached || !row.video_key || !row.poster_key) return;
   await recordRenderCache(deps.redis, deps.queue.name, recordScope({ ...row, video_key: row.video_key, poster_key: row.poster_key }), result.cacheKey, {
-    videoId: row.id, videoKey: row.video_key, posterKey: row.poster_key,
+    videoId: row.id, videoKey: row.video_key, posterKey: row.poster_key, ...(row.preview_key && { previewKey: row.preview_key }),
     durationMs: row.duration_ms ?? result.durationMs, width: row.width ?? result.width, height: row.height ?? result.height, bytes: result.bytes,
   });
 }

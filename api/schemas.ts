@@ -43,6 +43,7 @@ export const VideoBody = Type.Object(
       Type.Object({
         url: Type.String({ description: 'Absolute URL of the MP4 (H.264 + AAC): permanent for a public video; for a private one a signed URL, minted on each read, that expires (MEDIA_URL_TTL_SECONDS).' }),
         posterUrl: Type.String({ description: 'Absolute URL of a JPEG poster frame (signed and expiring, like url, for a private video).' }),
+        previewUrl: Type.Union([Type.String(), Type.Null()], { description: 'Absolute URL of the short looping animated WebP preview the spec asked for (output.preview), signed and expiring like url for a private video; null when the spec asked for none.' }),
         durationMs: Type.Integer(),
         width: Type.Integer(),
         height: Type.Integer(),

@@ -119,7 +119,7 @@ export function startSettler(opts: SettlerOptions) {
     if (!moved && !result.cached) {
       // Canceled while its last stage ran: its files belong to no video. (A
       // cache hit's files are its source's: never discarded here.)
-      const keys = [result.videoKey, result.posterKey].filter(Boolean);
+      const keys = [result.videoKey, result.posterKey, result.previewKey].filter((k): k is string => typeof k === 'string' && k.length > 0);
       if (keys.length && (await discardCanceledOutputs(db, id, keys)) > 0 && opts.storage)
         await purgeMedia(db, opts.storage, keys).catch((err) => log.warn({ err, videoId: id }, 'settler: deleting a canceled render\'s files failed; maintenance will retry'));
     }

@@ -47,6 +47,7 @@ export function videoPresenter(deps: { queue: Queue<RenderJobData, RenderResult>
       ? {
           url: await mediaUrl(row, row.video_key),
           posterUrl: await mediaUrl(row, row.poster_key),
+          previewUrl: row.preview_key ? await mediaUrl(row, row.preview_key) : null,
           durationMs: row.duration_ms!, width: row.width!, height: row.height!,
           cached: row.cached === true,
         }

@@ -19,6 +19,8 @@ export interface VideoRow {
   progress: number;
   video_key: string | null;
   poster_key: string | null;
+  /** The animated WebP preview (output.preview); null when the spec asked for none. */
+  preview_key: string | null;
   duration_ms: number | null;
   width: number | null;
   height: number | null;
@@ -73,9 +75,9 @@ export async function markSucceeded(q: Queryable, id: string, r: RenderResult): 
 export async function settleSucceeded(q: Queryable, id: string, r: RenderResult): Promise<VideoRow | null> {
   const rows = await q.query<VideoRow>(
     `UPDATE videos SET status = 'succeeded', progress = 1, video_key = $2, poster_key = $3, duration_ms = $4,
-       width = $5, height = $6, cached = $7, updated_at = now(), finished_at = now()
+       width = $5, height = $6, cached = $7, preview_key = $8, updated_at = now(), finished_at = now()
      WHERE id = $1 AND ${UNSETTLED} RETURNING *`,
-    [id, r.videoKey, r.posterKey, Math.round(r.durationMs), r.width, r.height, r.cached === true],
+    [id, r.videoKey, r.posterKey, Math.round(r.durationMs), r.width, r.height, r.cached === true, r.previewKey ?? null],
   );
   return rows[0] ?? null;
 }
@@ -162,16 +164,18 @@ export async function setVisibility(q: Queryable, id: string, visibility: Visibi
  * caller's transaction. A key already recorded by another video (a shared
  * render, api/media-refs.ts) becomes this one's, so this video's own purge deletes it.
  */
-export async function replaceMediaKeys(q: Queryable, id: string, keys: { videoKey: string; posterKey: string }, oldKeys: string[]): Promise<VideoRow> {
-  const [row] = await q.query<VideoRow>('UPDATE videos SET video_key = $2, poster_key = $3 WHERE id = $1 RETURNING *', [id, keys.videoKey, keys.posterKey]);
+export async function replaceMediaKeys(q: Queryable, id: string, keys: { videoKey: string; posterKey: string; previewKey?: string | null }, oldKeys: string[]): Promise<VideoRow> {
+  const [row] = await q.query<VideoRow>('UPDATE videos SET video_key = $2, poster_key = $3, preview_key = $4 WHERE id = $1 RETURNING *', [id, keys.videoKey, keys.posterKey, keys.previewKey ?? null]);
   if (oldKeys.length) await q.query('INSERT INTO media_deletions (key, video_id) SELECT unnest($2::text[]), $1 ON CONFLICT (key) DO UPDATE SET video_id = EXCLUDED.video_id', [id, oldKeys]);
   return row!;
 }
 
-/** Succeeded videos whose files are under the wrong prefix for their visibility (uses the partial index). */
+/** Succeeded videos with a file (MP4, poster or preview) under the wrong prefix for their visibility (uses the partial index of migration 008). */
 export async function misplacedMedia(q: Queryable, limit: number): Promise<string[]> {
   const rows = await q.query<{ id: string }>(
-    `SELECT id FROM videos WHERE status = 'succeeded' AND (visibility = 'private') <> (video_key LIKE 'private/%') LIMIT $1`,
+    `SELECT id FROM videos WHERE status = 'succeeded' AND ((visibility = 'private') <> (video_key LIKE 'private/%')
+       OR (visibility = 'private') <> (poster_key LIKE 'private/%')
+       OR (visibility = 'private') <> (preview_key LIKE 'private/%')) LIMIT $1`,
     [limit],
   );
   return rows.map((r) => r.id);

@@ -100,7 +100,7 @@ export function createWorkerMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     uploadedBytes: new Counter({
       name: 'vgen_uploaded_bytes_total',
-      help: 'Bytes of rendered output (video and poster) uploaded to storage.',
+      help: 'Bytes of rendered output (video, poster and animated preview) uploaded to storage.',
       registers,
     }),
     jobFailures: new Counter({

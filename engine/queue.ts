@@ -32,6 +32,8 @@ export const isParked = (job: { delay: number; attemptsMade: number }) => job.de
 export interface RenderResult {
   videoKey: string;
   posterKey: string;
+  /** The animated WebP preview, when the spec asked for one (output.preview). */
+  previewKey?: string;
   durationMs: number;
   width: number;
   height: number;

@@ -9,6 +9,7 @@
 //   render = 0.3 per ffmpeg run (one per distinct image, the main run, the poster, the probe)
 //          + layer-frames × width × height / 50 Mpx/s
 //            where layer-frames = frames + ½ × captioned frames + transition frames (xfade blends two)
+//          + preview frames × preview pixels / 4 Mpx/s (output.preview: WebP encodes ~10x slower than x264)
 //   upload = frames × width × height × 0.1 bit / 8, at 20 MB/s
 // The time limit is SAFETY × that estimate plus a fixed slack (start-up and
 // upload latency; another 30 s when an asset is downloaded: one download may
@@ -26,6 +27,8 @@ export const BUDGET = {
   safety: 4,
   slackSeconds: 30,
   downloadSlackSeconds: 30,
+  previewPixelRate: 4e6,
+  previewFps: 12,
 } as const;
 
 export interface RenderEstimate {
@@ -62,9 +65,18 @@ export function estimateRender(spec: RenderSpec): RenderEstimate {
     layerFrames += slot.overlap;
   });
   const runs = images.size + 3;
-  const render = runs * BUDGET.runSeconds + (layerFrames * pixels) / BUDGET.pixelRate;
+  const render = runs * BUDGET.runSeconds + (layerFrames * pixels) / BUDGET.pixelRate + previewSeconds(spec, width, height, frames);
   const upload = (frames * pixels * BUDGET.bitsPerPixel) / 8 / BUDGET.uploadBytesPerSecond;
   return { fetch, render, upload, total: fetch + render + upload, downloads };
+}
+
+/** The preview's encode (output.preview), at its largest: its seconds (default 3) at 12 fps, its width (default 320) at the video's aspect. */
+function previewSeconds(spec: RenderSpec, width: number, height: number, frames: number): number {
+  const preview = spec.output.preview;
+  if (!preview) return 0;
+  const seconds = Math.min(preview.seconds ?? 3, frames / spec.output.fps);
+  const w = Math.min(preview.width ?? 320, width);
+  return (seconds * BUDGET.previewFps * w * ((w * height) / width)) / BUDGET.previewPixelRate;
 }
 
 export interface TimeLimitBounds {

@@ -76,8 +76,8 @@ export function lookupScopes(userId: string | undefined): CacheScope[] {
  * video is public and both files already sit at public keys; otherwise its
  * owner's (a private video, or a public one whose files have not moved yet).
  */
-export function recordScope(row: { visibility: 'public' | 'private'; user_id: string; video_key: string; poster_key: string }): CacheScope {
-  const publicKeys = !row.video_key.startsWith('private/') && !row.poster_key.startsWith('private/');
+export function recordScope(row: { visibility: 'public' | 'private'; user_id: string; video_key: string; poster_key: string; preview_key?: string | null }): CacheScope {
+  const publicKeys = [row.video_key, row.poster_key, row.preview_key].every((k) => !k?.startsWith('private/'));
   return row.visibility === 'public' && publicKeys ? 'public' : userScope(row.user_id);
 }
 
@@ -86,6 +86,8 @@ export interface CacheEntry {
   videoId: string;
   videoKey: string;
   posterKey: string;
+  /** The animated preview, when the spec asked for one (the spec is part of the cache key). */
+  previewKey?: string;
   durationMs: number;
   width: number;
   height: number;
@@ -106,8 +108,10 @@ export function parseCacheEntry(text: string | null): CacheEntry | null {
   const num = (k: string) => typeof v[k] === 'number' && Number.isFinite(v[k]) && (v[k] as number) >= 0;
   if (!str('videoId') || !str('videoKey') || !str('posterKey')) return null;
   if (!num('durationMs') || !num('width') || !num('height') || !num('bytes')) return null;
+  if (v.previewKey !== undefined && !str('previewKey')) return null;
   return {
     videoId: v.videoId as string, videoKey: v.videoKey as string, posterKey: v.posterKey as string,
+    ...(v.previewKey !== undefined && { previewKey: v.previewKey as string }),
     durationMs: v.durationMs as number, width: v.width as number, height: v.height as number, bytes: v.bytes as number,
   };
 }

@@ -28,6 +28,9 @@ export const LIMITS = {
   maxAudioFadeSeconds: 10,
   /** Where a clip's trim may start or end, in seconds into its file. */
   maxClipSeconds: 3600,
+  minPreviewSeconds: 1,
+  maxPreviewSeconds: 6,
+  maxPreviewWidth: 640,
 } as const;
 
 export const TRANSITIONS = [
@@ -78,6 +81,15 @@ const Fraction = (description: string) => Type.Number({ minimum: 0, maximum: 1, 
 const Literals = <T extends string>(values: readonly T[], description?: string) =>
   Type.Union(values.map((v) => Type.Literal(v)), description ? { description } : {});
 
+/** A short looping animated WebP of the video's start (`output.previewUrl`), made from the main run's own frames. */
+export const Preview = Type.Object(
+  {
+    seconds: Type.Optional(Type.Number({ minimum: LIMITS.minPreviewSeconds, maximum: LIMITS.maxPreviewSeconds, description: 'How much of the start it shows; default 3 (the whole video if shorter).' })),
+    width: Type.Optional(Type.Integer({ minimum: LIMITS.minSide, maximum: LIMITS.maxPreviewWidth, multipleOf: 2, description: "Pixels, even, at most the video's width; default 320 (or the video's width if narrower). The height keeps the video's aspect." })),
+  },
+  { additionalProperties: false, description: 'Also make a short animated WebP preview (about 12 fps, looping).' },
+);
+
 export const Output = Type.Object(
   {
     width: Type.Optional(Side('Width')),
@@ -86,6 +98,7 @@ export const Output = Type.Object(
     fps: Type.Integer({ minimum: 1, maximum: LIMITS.maxFps }),
     quality: Type.Optional(Type.Integer({ minimum: 18, maximum: 32, description: 'x264 CRF: lower is better and larger; default 23.' })),
     x264Preset: Type.Optional(Literals(X264_PRESETS, "x264 speed preset; default the worker's X264_PRESET (veryfast).")),
+    preview: Type.Optional(Preview),
   },
   { additionalProperties: false },
 );
@@ -351,9 +364,13 @@ function checkOutputSize(output: RenderSpec['output']): void {
   const explicit = output.width !== undefined || output.height !== undefined;
   if (output.preset && explicit)
     throw new VgenError('spec_invalid', 'output.preset names a size: give either output.preset or output.width and output.height, not both', 'output.preset');
-  if (output.preset) return;
-  for (const side of ['width', 'height'] as const)
-    if (output[side] === undefined) throw new VgenError('invalid_request', `output.${side} is required (or give output.preset)`, `output.${side}`);
+  if (!output.preset)
+    for (const side of ['width', 'height'] as const)
+      if (output[side] === undefined) throw new VgenError('invalid_request', `output.${side} is required (or give output.preset)`, `output.${side}`);
+  const previewWidth = output.preview?.width;
+  const { width } = outputSize(output);
+  if (previewWidth !== undefined && previewWidth > width)
+    throw new VgenError('spec_invalid', `output.preview.width must be at most the video's width (${width})`, 'output.preview.width');
 }
 
 /**

@@ -86,7 +86,10 @@ export function createStorage(config: Config, publicUrl: () => string = () => co
  * `videos/vid_…/<render id>.mp4`, or under `private/` for a private video: the
  * render id makes every attempt's key new.
  */
-export function outputKey(videoId: string, renderId: string, ext: 'mp4' | 'jpg', visibility: KeyVisibility = 'public'): string {
+/** The extensions of a render's files: the MP4, the JPEG poster, the animated WebP preview. */
+export type OutputExt = 'mp4' | 'jpg' | 'webp';
+
+export function outputKey(videoId: string, renderId: string, ext: OutputExt, visibility: KeyVisibility = 'public'): string {
   return `${visibility === 'private' ? PRIVATE_PREFIX : ''}videos/${videoId}/${renderId}.${ext}`;
 }
 
@@ -99,7 +102,7 @@ export const newRenderId = () => `${Date.now().toString(36)}${randomBytes(8).toS
  * new name (keys are never reused), under the matching prefix.
  */
 export function movedKey(key: string, visibility: KeyVisibility, renderId: string, videoId?: string): string {
-  const m = /^(?:private\/)?videos\/([^/]+)\/[^/]+\.(mp4|jpg)$/.exec(key);
+  const m = /^(?:private\/)?videos\/([^/]+)\/[^/]+\.(mp4|jpg|webp)$/.exec(key);
   if (!m) throw new Error(`not an output key: ${key}`);
-  return outputKey(videoId ?? m[1]!, renderId, m[2] as 'mp4' | 'jpg', visibility);
+  return outputKey(videoId ?? m[1]!, renderId, m[2] as OutputExt, visibility);
 }

@@ -54,9 +54,13 @@ describe('still scenes', () => {
 
   test('blends only where scenes overlap; own frames and blends add up to the timeline', () => {
     const slots = planTimeline(slideshow);
-    assert.equal(count(p.filter, /xfade=/), 2);
-    assert.match(p.filter, /xfade=transition=fade:duration=0\.5:offset=0,trim=end_frame=15,/);
-    assert.match(p.filter, /xfade=transition=wipeleft:duration=0\.3:offset=0,trim=end_frame=9,/);
+    // fade and wipeleft run plane by plane on the yuv420p frames: three xfades each, merged back, no conversion.
+    assert.equal(count(p.filter, /xfade=transition=fade:duration=0\.5:offset=0\[/), 3);
+    assert.equal(count(p.filter, /xfade=transition=wipeleft:duration=0\.3:offset=0\[/), 3);
+    assert.equal(count(p.filter, /extractplanes=y\+u\+v/), 4);
+    assert.match(p.filter, /mergeplanes=mapping=0x001020:format=yuv420p,trim=end_frame=15,/);
+    assert.match(p.filter, /mergeplanes=mapping=0x001020:format=yuv420p,trim=end_frame=9,/);
+    assert.doesNotMatch(p.filter, /yuv444p/);
     // Own parts: loop=loop=K gives K + 1 frames.
     const own = chains(p.filter).filter((c) => /\[own\d+_\d+\]$/.test(c)).map((c) => Number(/loop=loop=(\d+)/.exec(c)![1]) + 1);
     assert.deepEqual(own, slots.map((_, i) => ownFrames(slots, i)));
@@ -129,7 +133,9 @@ describe('layers', () => {
     // The moving scene's text is drawn on its frames (after zoompan).
     assert.match(p.filter, /zoompan[^;]*\[kb\d+_\d+\];\[kb\d+_\d+\]drawtext/);
     assert.match(p.filter, /trim=start_frame=0:end_frame=15,settb=1\/30,setpts=N,fps=30,tpad=stop=2:stop_mode=clone/);
+    // dissolve's noise would differ between the planes: it blends in yuv444p, only over the overlap.
     assert.equal(count(p.filter, /xfade=transition=dissolve/), 1);
+    assert.match(p.filter, /scale,format=yuv444p\[xa\d+_\d+\];\[[a-z0-9_]+\]scale,format=yuv444p\[xb\d+_\d+\];\[xa\d+_\d+\]\[xb\d+_\d+\]xfade=transition=dissolve:duration=0\.5:offset=0,trim=end_frame=15,scale,format=yuv420p,/);
   });
 
   test('gradients, contain-blur and text layers with fonts, stroke, box and positions', () => {
@@ -147,8 +153,13 @@ describe('layers', () => {
         { duration: 1, background: { image: 'assets/photo.jpg', fit: 'contain-blur' } },
       ],
     }), assets, opts);
-    assert.match(p.filter, /gradients=s=320x180:r=30:c0=0xff0000:c1=navy:x0=0:y0=90:x1=320:y1=90:nb_colors=2:type=linear/);
+    assert.match(p.filter, /gradients=s=320x180:r=30:c0=0xff0000:c1=navy:x0=0:y0=90:x1=319:y1=90:nb_colors=2:type=linear/);
     assert.match(p.filter, /gradients=[^,]*type=radial/);
+    // A point at x = width or y = height is placed at random by gradients (flaky colours): every point is inside the frame.
+    const points = [...p.filter.matchAll(/gradients=s=320x180[^,]*:x0=(\d+):y0=(\d+):x1=(\d+):y1=(\d+)/g)];
+    assert.equal(points.length, 2);
+    for (const [, x0, y0, x1, y1] of points)
+      assert.ok([x0, x1].every((x) => Number(x) < 320) && [y0, y1].every((y) => Number(y) < 180), `${x0},${y0} ${x1},${y1}`);
     assert.match(p.filter, /boxblur=/);
     assert.match(p.filter, /drawtext=fontfile=\\'\/fonts\/serif\.ttc\\'[^,]*fontsize=40:fontcolor=0xffcc00[^,]*:borderw=3:bordercolor=black:x=\(w-text_w\)\/2:y=h\/12/);
     assert.match(p.filter, /drawtext=fontfile=\\'\/fonts\/sans\.ttc\\'[^,]*:box=1:boxcolor=white@0\.3:boxborderw=6:x=w\*0\.1:y=h\*0\.5/);

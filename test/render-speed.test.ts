@@ -16,6 +16,8 @@ import { promisify } from 'node:util';
 import { parseSpec, TRANSITIONS } from '../engine/spec.js';
 import { fetchAssets } from '../worker/assets.js';
 import { findFont, planRender, probe, renderVideo } from '../worker/ffmpeg.js';
+import { Graph } from '../worker/planner/graph.js';
+import { blend, PLANEWISE } from '../worker/planner/transitions.js';
 
 const bundled = fileURLToPath(new URL('../assets/', import.meta.url));
 const exec = promisify(execFile);
@@ -90,4 +92,42 @@ test('transitions still blend: the middle of a fade differs from both scenes, in
   const middle = luma[7]!;
   assert.ok(middle > 60 && middle < 190, `the blend's middle frame is grey: ${luma}`);
   for (let k = 1; k < luma.length; k++) assert.ok(luma[k]! >= luma[k - 1]! - 2, `monotonic: ${luma}`);
+});
+
+/** One transition's 8 blended frames (320×180, 10 fps) from a red scene into a green one, by one route; PSNR of the two routes per plane. */
+async function compareRoutes(type: string): Promise<{ y: number; u: number; v: number; frames: number }> {
+  const files = await Promise.all([true, false].map(async (planewise) => {
+    const g = new Graph();
+    const out = blend(type, 8, 10, '[0:v]', '[1:v]', 1, g, planewise);
+    const file = join(dir, `${type}-${planewise}.y4m`);
+    await exec('ffmpeg', [
+      '-v', 'error', '-y',
+      '-f', 'lavfi', '-i', 'color=c=red:s=320x180:r=10:d=1,format=yuv420p',
+      '-f', 'lavfi', '-i', 'color=c=0x40ff80:s=320x180:r=10:d=1,format=yuv420p',
+      '-filter_complex', g.toString(), '-map', out, '-f', 'yuv4mpegpipe', file,
+    ]);
+    return file;
+  }));
+  const { stderr } = await exec('ffmpeg', ['-hide_banner', '-i', files[0]!, '-i', files[1]!, '-lavfi', '[0][1]psnr', '-f', 'null', '-']);
+  const m = /PSNR y:(\S+) u:(\S+) v:(\S+)/.exec(stderr);
+  assert.ok(m, stderr);
+  const frames = Number([...stderr.matchAll(/frame=\s*(\d+)/g)].at(-1)?.[1]);
+  const db = (s: string) => (s === 'inf' ? Infinity : Number(s));
+  return { y: db(m[1]!), u: db(m[2]!), v: db(m[3]!), frames };
+}
+
+test('transitions run plane by plane on yuv420p give the yuv444p route\'s frames; dissolve would not', async () => {
+  for (const t of PLANEWISE) assert.ok((TRANSITIONS as readonly string[]).includes(t), t);
+  for (const t of PLANEWISE) {
+    const r = await compareRoutes(t);
+    assert.equal(r.frames, 8, `${t}: the overlap's frames`);
+    // Luma is the same blend (one frame of slideup may place its edge a row apart);
+    // chroma differs only by what the 420→444→420 round trip loses along the edge.
+    assert.ok(r.y >= 40 && r.u >= 28 && r.v >= 28, `${t}: ${JSON.stringify(r)}`);
+  }
+  // The check tells a wrong picture apart: dissolve's per-pixel noise, drawn
+  // per plane, picks other pixels for chroma than for luma.
+  const d = await compareRoutes('dissolve');
+  assert.ok(Math.min(d.u, d.v) < 20, `dissolve: ${JSON.stringify(d)}`);
+  assert.ok(!PLANEWISE.has('dissolve') && !PLANEWISE.has('pixelize'));
 });

@@ -8,7 +8,7 @@
 // the library ffprobe input 0 with no protocol whitelist and no forced format;
 // we parse ffmpeg's `time=` stats ourselves instead.
 import { execFile } from 'node:child_process';
-import { stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import ffmpeg from 'fluent-ffmpeg';
@@ -19,6 +19,7 @@ import type { LocalAsset } from './assets.js';
 import { checkGuard, useGuardedTools } from './ffmpeg-guard.js';
 import { findFonts } from './fonts.js';
 import { parseLoudness, plan, type FfmpegInput, type LoudnessPass, type PlanOptions, type RenderPlan } from './planner/index.js';
+import { readWebp } from './webp.js';
 
 export { findFont } from './fonts.js';
 export { filterValue, posterSeconds, wrapCaption, type FfmpegInput, type FitPass, type RenderPlan } from './planner/index.js';
@@ -28,7 +29,7 @@ export { planTimeline, type Slot } from '../engine/timeline.js';
 useGuardedTools(ffmpeg);
 
 const REQUIRED_FILTERS = ['xfade', 'drawtext', 'zoompan', 'gradients', 'tpad', 'boxblur', 'alimiter', 'sidechaincompress'];
-const REQUIRED_ENCODERS = ['libx264', 'aac'];
+const REQUIRED_ENCODERS = ['libx264', 'aac', 'libwebp_anim'];
 const INSTALL_HINT = 'install it with `apt-get install ffmpeg` (or set FFMPEG_PATH/FFPROBE_PATH)';
 
 /** Run at worker start: a missing filter should fail the deploy, not the 1000th job. */
@@ -78,7 +79,8 @@ export type RenderOptions = {
   signal?: AbortSignal;
 };
 
-export type RenderResult = { videoPath: string; posterPath: string; durationMs: number; width: number; height: number };
+/** previewPath: the animated WebP, when the spec asked for one. */
+export type RenderResult = { videoPath: string; posterPath: string; previewPath?: string; durationMs: number; width: number; height: number };
 
 /** The planner's options from the runner's. */
 function planOptions(opts: RenderOptions, loudness?: number): PlanOptions {
@@ -138,6 +140,8 @@ export async function renderVideo(opts: RenderOptions): Promise<RenderResult> {
   const cmd = ffmpeg();
   for (const input of current.inputs) cmd.input(input.path).inputOptions(input.options);
   cmd.complexFilter(current.filter).output(videoPath).outputOptions(current.outputOptions).output(posterPath).outputOptions(current.posterOptions);
+  const previewPath = current.preview && join(workDir, 'preview.webp');
+  if (previewPath) cmd.output(previewPath).outputOptions(current.preview!.options);
 
   let reported = 0;
   await run(cmd, signal, (t) => {
@@ -162,8 +166,31 @@ export async function renderVideo(opts: RenderOptions): Promise<RenderResult> {
   // mismatch is a bug in the plan or the graph: no retry renders it differently.
   if (probed.video.frames !== frames)
     throw new RenderError('render_failed', `ffmpeg produced ${probed.video.frames} frames; the timeline has ${frames}`, false);
+  if (previewPath) await checkPreview(previewPath, current.preview!);
   opts.onProgress?.(1);
-  return { videoPath, posterPath, durationMs: probed.durationMs, width: probed.video.width, height: probed.video.height };
+  return { videoPath, posterPath, ...(previewPath && { previewPath }), durationMs: probed.durationMs, width: probed.video.width, height: probed.video.height };
+}
+
+/**
+ * The preview the main run wrote is the animated WebP the plan made: its width
+ * and its length (within a frame). Not its frame count: the WebP encoder
+ * merges identical consecutive frames (a still scene is one long frame).
+ */
+async function checkPreview(path: string, planned: NonNullable<RenderPlan['preview']>): Promise<void> {
+  const bytes = await readFile(path).catch(() => undefined);
+  if (!bytes?.length) throw new RenderError('render_failed', 'ffmpeg wrote no preview');
+  let info;
+  try {
+    info = readWebp(bytes);
+  } catch (err) {
+    throw new RenderError('render_failed', `ffmpeg wrote a broken preview (${(err as Error).message})`, false);
+  }
+  const frameMs = 1000 / planned.fps;
+  const plannedMs = (planned.frames * 1000) / planned.fps;
+  // One frame is written as a still WebP, which carries no duration.
+  const length = info.animated ? Math.abs(info.durationMs - plannedMs) <= frameMs : info.frames === 1 && planned.frames === 1;
+  if (info.width !== planned.width || !length)
+    throw new RenderError('render_failed', `ffmpeg wrote a ${info.width}px preview of ${info.durationMs} ms; the plan has ${planned.width}px and ${Math.round(plannedMs)} ms`, false);
 }
 
 /** Runs the loudness pass; its integrated loudness in LUFS (-Infinity for silence). */

@@ -90,7 +90,7 @@ export type AssetFacts = { width: number; height: number } | { seconds: number }
  */
 export async function checkAsset(ref: string, asset: LocalAsset, limits: AssetLimits, signal?: AbortSignal): Promise<AssetFacts> {
   const invalid = (why: string) => new RenderError('asset_invalid', `${ref} ${why}`, false);
-  // Before any ffmpeg sees it (assets are at most 50 MB, one probed at a time).
+  // Before any ffmpeg sees it (assets are at most 50 MB, two probed at a time).
   // Its metadata is read by its extension (the sniffed type): PNG chunks,
   // JPEG segments and WebP chunks, with their EXIF (worker/exif.ts).
   const metadataProblem = asset.kind !== 'image' ? undefined

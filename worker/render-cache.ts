@@ -83,7 +83,7 @@ export async function findCachedRender(
     return {
       key,
       hit: {
-        videoKey: entry.videoKey, posterKey: entry.posterKey, durationMs: entry.durationMs,
+        videoKey: entry.videoKey, posterKey: entry.posterKey, ...(entry.previewKey && { previewKey: entry.previewKey }), durationMs: entry.durationMs,
         width: entry.width, height: entry.height, bytes: entry.bytes,
         cacheKey: key, cached: true, sourceVideoId: entry.videoId, cacheScope: scope,
       },

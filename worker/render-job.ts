@@ -173,20 +173,23 @@ export function renderProcessor(deps: RenderJobDeps): Processor<RenderJobData, R
       // video is public then, so a video made private mid-render never has a public key.
       const videoKey = outputKey(job.data.videoId, renderId, 'mp4', 'private');
       const posterKey = outputKey(job.data.videoId, renderId, 'jpg', 'private');
+      // The animated preview, when the spec asked for one, beside them under the same render id.
+      const previewKey = out.previewPath ? outputKey(job.data.videoId, renderId, 'webp', 'private') : undefined;
       progress.stage(...w.upload);
-      const [{ bytes }, { bytes: posterBytes }] = await timed('upload', () => Promise.all([
+      const [{ bytes }, { bytes: posterBytes }, preview] = await timed('upload', () => Promise.all([
         storage.put(videoKey, out.videoPath, 'video/mp4'),
         storage.put(posterKey, out.posterPath, 'image/jpeg'),
+        previewKey && out.previewPath ? storage.put(previewKey, out.previewPath, 'image/webp') : undefined,
       ]).catch((err) => {
         throw new RenderError('upload_failed', RENDER_ERRORS.upload_failed, true, { cause: err });
       }));
       await progress.done();
       if (metrics) {
-        metrics.uploadedBytes.inc(bytes + posterBytes);
+        metrics.uploadedBytes.inc(bytes + posterBytes + (preview?.bytes ?? 0));
         if (renderSeconds > 0) metrics.realtimeFactor.observe(out.durationMs / 1000 / renderSeconds);
       }
       log.info({ videoKey, bytes, durationMs: out.durationMs }, 'render succeeded');
-      return { videoKey, posterKey, durationMs: out.durationMs, width: out.width, height: out.height, bytes, ...(cache.key ? { cacheKey: cache.key } : {}) };
+      return { videoKey, posterKey, ...(previewKey && { previewKey }), durationMs: out.durationMs, width: out.width, height: out.height, bytes, ...(cache.key ? { cacheKey: cache.key } : {}) };
     } catch (err) {
       if (jobSignal?.reason instanceof JobCanceledError) {
         log.info({ stage }, 'render stopped: the video was canceled');

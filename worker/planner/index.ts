@@ -7,14 +7,15 @@
 // The main graph, for each scene: its layers composed (once, for a still
 // scene), split into the frames a transition covers and its own; the own
 // parts and the blended overlaps concatenated; overlays for the whole video;
-// then the hard stop at the timeline's frames, and the poster frame split off.
+// then the hard stop at the timeline's frames, and the poster frame (and the
+// preview, when the spec asks for one) split off.
 import { ASSET_LIMIT_DEFAULTS } from '../../engine/config.js';
 import { outputSize, type RenderSpec } from '../../engine/spec.js';
 import { planTimeline, totalFrames } from '../../engine/timeline.js';
 import { addAudio, loudnessPass } from './audio.js';
 import { ImageLooks, INLINE_PIXELS_DEFAULT } from './fit.js';
 import { Graph } from './graph.js';
-import { mp4Options, posterFrame, posterOptions } from './output.js';
+import { mp4Options, posterFrame, posterOptions, previewChain, previewOptions, previewPlan } from './output.js';
 import { overlayAt } from './overlay.js';
 import { composeScene } from './scene.js';
 import type { TextFile } from './text.js';
@@ -24,7 +25,7 @@ import type { FitPass, PlanAssets, PlanOptions, RenderPlan } from './types.js';
 
 export type { FfmpegInput, FitPass, LoudnessPass, PlanOptions, RenderPlan } from './types.js';
 export { filterValue, wrapCaption } from './text.js';
-export { posterSeconds } from './output.js';
+export { posterSeconds, PREVIEW_DEFAULTS, type PreviewPlan } from './output.js';
 export { parseLoudness, loudnessGain, TARGET_LUFS } from './audio.js';
 
 export function plan(spec: RenderSpec, assets: PlanAssets, opts: PlanOptions): RenderPlan {
@@ -48,7 +49,10 @@ export function plan(spec: RenderSpec, assets: PlanAssets, opts: PlanOptions): R
   // The hard stop: at most the timeline's frames leave the graph, whatever
   // runs upstream; trim then ends the stream, so nothing pulls an endless source.
   // The poster is the same stream's frame at 1 s (or the middle frame).
-  const [main, still] = g.fanOut(video, 2, 'out');
+  // The preview, when asked for, is a third copy of the same stream.
+  const preview = previewPlan(spec, frames, width);
+  const [main, still, moving] = g.fanOut(video, preview ? 3 : 2, 'out');
+  if (preview) g.add(previewChain(moving!, preview));
   const p = posterFrame(frames, fps);
   g.add(`${main}trim=end_frame=${frames}[vout]`);
   // The JPEG encoder wants yuvj420p: converted here, after the trim, so the
@@ -72,6 +76,7 @@ export function plan(spec: RenderSpec, assets: PlanAssets, opts: PlanOptions): R
     filter: g.toString(),
     outputOptions: mp4Options(spec, opts.preset ?? 'veryfast'),
     posterOptions: posterOptions(),
+    ...(preview && { preview: { ...preview, options: previewOptions(preview) } }),
     textFiles,
     timeline, frames, seconds, spec,
   };

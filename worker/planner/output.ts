@@ -1,6 +1,8 @@
-// The MP4's encoding options and the poster. Web-safe: H.264 high, yuv420p,
-// AAC, faststart. The poster is cut from the graph's own frames (a second
-// output of the main run) instead of decoding the finished file again.
+// The MP4's encoding options, the poster and the animated preview. Web-safe:
+// H.264 high, yuv420p, AAC, faststart. The poster and the preview are cut from
+// the graph's own frames (more outputs of the main run) instead of decoding the
+// finished file again: measured, the preview as a third output costs about half
+// the CPU of a second pass over the MP4 (docs/render-spec.md).
 import { totalSeconds, type RenderSpec } from '../../engine/spec.js';
 
 /** CRF when the spec gives no quality: x264's own default. */
@@ -39,3 +41,42 @@ export function posterFrame(frames: number, fps: number): number {
 export function posterSeconds(frames: number, fps: number): number {
   return posterFrame(frames, fps) / fps;
 }
+
+/** output.preview's defaults, and the preview's frame rate (or the video's, if lower). */
+export const PREVIEW_DEFAULTS = { seconds: 3, width: 320, fps: 12 } as const;
+
+/** What the preview shows: the video's first `sourceFrames` frames at `fps`, `width` wide (height keeps the aspect). */
+export type PreviewPlan = { sourceFrames: number; fps: number; width: number; frames: number; seconds: number };
+
+/** The preview the spec asks for (undefined: none), for a video of `frames` frames `width` wide. */
+export function previewPlan(spec: RenderSpec, frames: number, width: number): PreviewPlan | undefined {
+  const asked = spec.output.preview;
+  if (!asked) return undefined;
+  const videoFps = spec.output.fps;
+  const sourceFrames = Math.max(1, Math.min(frames, Math.round((asked.seconds ?? PREVIEW_DEFAULTS.seconds) * videoFps)));
+  const fps = Math.min(PREVIEW_DEFAULTS.fps, videoFps);
+  const seconds = sourceFrames / videoFps;
+  return {
+    sourceFrames,
+    fps,
+    // Never wider than the video (the schema checks an explicit width; the default follows a narrow video).
+    width: Math.min(asked.width ?? PREVIEW_DEFAULTS.width, width),
+    // What the fps filter leaves: one frame per 1/fps started.
+    frames: Math.max(1, Math.ceil(seconds * fps - 1e-9)),
+    seconds,
+  };
+}
+
+/** The preview's chain from `from` to [preview]: the start trimmed, resampled to its fps, scaled down. */
+export function previewChain(from: string, p: PreviewPlan): string {
+  return `${from}trim=end_frame=${p.sourceFrames},fps=${p.fps},scale=${p.width}:-2:flags=bicubic,format=yuv420p[preview]`;
+}
+
+/**
+ * A looping animated WebP (libwebp_anim). -frames:v is a second stop beside the
+ * trim; compression level 3 of 6 is most of level 4's size at about 2/3 of its time.
+ */
+export const previewOptions = (p: PreviewPlan): string[] => [
+  '-map', '[preview]', '-frames:v', String(p.frames + 1),
+  '-c:v', 'libwebp_anim', '-loop', '0', '-q:v', '70', '-compression_level', '3', '-f', 'webp',
+];

@@ -133,8 +133,9 @@ export function gradient(gr: Extract<Scene['background'], { gradient: unknown }>
     const r = (Math.abs(Math.cos(a)) * width + Math.abs(Math.sin(a)) * height) / 2;
     points = [width / 2 - r * Math.cos(a), height / 2 - r * Math.sin(a), width / 2 + r * Math.cos(a), height / 2 + r * Math.sin(a)];
   }
-  // gradients takes whole pixels from -1 up; points past the frame clamp there.
-  const [x0, y0, x1, y1] = points.map((v) => Math.max(0, Math.round(v)));
+  // gradients takes whole pixels inside the frame: it places a point at x ≥ width
+  // or y ≥ height (or below 0) at random, so points past the frame clamp to its edge.
+  const [x0, y0, x1, y1] = points.map((v, k) => Math.min(Math.max(0, Math.round(v)), (k % 2 === 0 ? width : height) - 1));
   return `gradients=s=${width}x${height}:r=${fps}:c0=${c0}:c1=${c1}:x0=${x0}:y0=${y0}:x1=${x1}:y1=${y1}:nb_colors=2:type=${gr.type}:speed=0.00001`;
 }
 

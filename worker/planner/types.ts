@@ -3,6 +3,7 @@
 import type { Slot } from '../../engine/timeline.js';
 import type { FontName, RenderSpec } from '../../engine/spec.js';
 import type { LocalAsset } from '../assets.js';
+import type { PreviewPlan } from './output.js';
 
 export type FfmpegInput = { path: string; options: string[]; /** the spec's asset reference */ ref: string };
 
@@ -56,6 +57,8 @@ export type RenderPlan = {
   outputOptions: string[];
   /** Options of the second output, the JPEG poster (maps [poster]). */
   posterOptions: string[];
+  /** The third output when the spec asks for it: the animated WebP preview (options map [preview]). */
+  preview?: PreviewPlan & { options: string[] };
   /** Files drawtext reads its text from; write them before running. */
   textFiles: { path: string; text: string }[];
   timeline: Slot[];
