@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
 import { assetsOf, type RenderSpec } from './spec.js';
+import type { RenderResult } from './queue.js';
 
 /**
  * Bump whenever a change to the render pipeline (worker/ffmpeg.ts, the timeline,
@@ -82,17 +83,8 @@ export function recordScope(row: { visibility: 'public' | 'private'; user_id: st
 }
 
 /** One index entry: the source video and what its render result was. */
-export interface CacheEntry {
-  videoId: string;
-  videoKey: string;
-  posterKey: string;
-  /** The animated preview, when the spec asked for one (the spec is part of the cache key). */
-  previewKey?: string;
-  durationMs: number;
-  width: number;
-  height: number;
-  bytes: number;
-}
+/** An index entry: the source video and the result fields a hit returns (engine/queue.ts RenderResult). */
+export type CacheEntry = { videoId: string } & Pick<RenderResult, 'videoKey' | 'posterKey' | 'previewKey' | 'durationMs' | 'width' | 'height' | 'bytes'>;
 
 /** An entry read back from Redis, or null if it is not one (never trusted blindly: the settler checks the source row). */
 export function parseCacheEntry(text: string | null): CacheEntry | null {

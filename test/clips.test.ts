@@ -16,6 +16,7 @@ import { outputSize, parseSpec, totalSeconds, type RenderSpec } from '../engine/
 import { fetchAssets } from '../worker/assets.js';
 import { checkFfmpeg, findFont, planRender, probe, renderVideo } from '../worker/ffmpeg.js';
 import { plan } from '../worker/planner/index.js';
+import { assertMatches } from './render-helpers.js';
 
 const bundled = fileURLToPath(new URL('../assets/', import.meta.url));
 const exec = promisify(execFile);
@@ -48,17 +49,6 @@ async function render(raw: unknown) {
   return { spec, result, assets, workDir };
 }
 
-/** Size, fps, H.264 + AAC, and every stream within one frame of the spec's length. */
-async function assertMatches(path: string, spec: RenderSpec) {
-  const { width, height } = outputSize(spec.output);
-  const info = await probe(path);
-  assert.deepEqual([info.video?.codec, info.video?.width, info.video?.height, info.video?.fps, info.audio?.codec], ['h264', width, height, spec.output.fps, 'aac']);
-  const ms = totalSeconds(spec) * 1000;
-  const frame = 1000 / spec.output.fps;
-  for (const [what, got] of [['file', info.durationMs], ['video', info.video?.durationMs ?? 0], ['audio', info.audio?.durationMs ?? 0]] as const)
-    assert.ok(Math.abs(got - ms) <= frame + 1, `${what} lasts ${got} ms, spec ${ms} ms`);
-  assert.equal(info.video?.frames, Math.round(totalSeconds(spec) * spec.output.fps));
-}
 
 /** One frame as gray bytes (64×36), at `t` seconds. */
 async function grayFrame(path: string, t: number): Promise<Buffer> {
